@@ -1,0 +1,102 @@
+"""Beanie documents of the history slice. Storage shapes only: GraphQL types and
+domain objects are separate and converted at the edges."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from beanie import Document
+from pydantic import Field
+from pymongo import ASCENDING, IndexModel
+
+
+class SymbolRecord(Document):
+    """A symbol we know of: synced at least once, or tracked for scheduled re-syncs."""
+
+    exchange: str
+    symbol: str
+    description: str | None = None
+    type: str | None = None
+    currency: str | None = None
+    timezone: str | None = None
+    pricescale: int | None = None
+    tracked: bool = False
+    tracked_intervals: list[str] = Field(default_factory=list)
+    tracked_at: datetime | None = None
+    updated_at: datetime
+
+    class Settings:
+        name = "symbols"
+        indexes: ClassVar = [
+            IndexModel([("exchange", ASCENDING), ("symbol", ASCENDING)], unique=True, name="symbol_key"),
+            IndexModel([("tracked", ASCENDING), ("exchange", ASCENDING), ("symbol", ASCENDING)], name="tracked"),
+        ]
+
+
+class BarChunk(Document):
+    """Up to ``chunk_size`` consecutive bars of one series, as column arrays.
+
+    ``start`` is the chunk's aligned start time (epoch seconds); ``first``/``last`` are
+    the times of its oldest and newest bar; ``version`` guards concurrent writers.
+    """
+
+    exchange: str
+    symbol: str
+    interval: str
+    start: int
+    first: int
+    last: int
+    n: int
+    version: int = 1
+    t: list[int]
+    o: list[float]
+    h: list[float]
+    l: list[float]  # noqa: E741 - the UDF column name
+    c: list[float]
+    v: list[float]
+
+    class Settings:
+        name = "bar_chunks"
+        indexes: ClassVar = [
+            IndexModel(
+                [("exchange", ASCENDING), ("symbol", ASCENDING), ("interval", ASCENDING), ("start", ASCENDING)],
+                unique=True,
+                name="chunk_key",
+            ),
+        ]
+
+
+class SyncStatus(Document):
+    """The outcome of syncs of one (exchange, symbol, interval)."""
+
+    exchange: str
+    symbol: str
+    interval: str
+    state: str = "never"  # never | running | succeeded | failed
+    last_job_id: str | None = None
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    last_error_at: datetime | None = None
+    bar_count: int = 0
+    first_bar_at: datetime | None = None
+    last_bar_at: datetime | None = None
+    last_bars_fetched: int = 0
+    last_bars_inserted: int = 0
+    last_bars_updated: int = 0
+    last_chunks_written: int = 0
+
+    class Settings:
+        name = "sync_status"
+        indexes: ClassVar = [
+            IndexModel(
+                [("exchange", ASCENDING), ("symbol", ASCENDING), ("interval", ASCENDING)],
+                unique=True,
+                name="status_key",
+            ),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [SymbolRecord, BarChunk, SyncStatus]

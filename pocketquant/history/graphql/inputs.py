@@ -1,0 +1,66 @@
+"""Validation of GraphQL arguments into domain values, with errors that name the field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+
+from pocketquant.api.errors import BadUserInputError
+from pocketquant.domain import InvalidSymbolError, SymbolKey
+from pocketquant.tradingview.history import MAX_HISTORY_BARS
+
+
+def symbol_key(exchange: str, symbol: str) -> SymbolKey:
+    try:
+        return SymbolKey.parse(exchange, symbol)
+    except InvalidSymbolError as exc:
+        raise BadUserInputError(str(exc), field=exc.field) from exc
+
+
+def bounded(value: int, low: int, high: int, field: str) -> int:
+    if not low <= value <= high:
+        raise BadUserInputError(f"{field} must be between {low} and {high}, got {value}", field=field)
+    return value
+
+
+def history_bars(value: int | None, default: int) -> int:
+    return bounded(default if value is None else value, 1, MAX_HISTORY_BARS, "bars")
+
+
+def epoch(moment: datetime | None) -> int | None:
+    """ISO 8601 input to epoch seconds; a time without an offset is taken as UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def time_range(start: datetime | None, end: datetime | None) -> tuple[int | None, int | None]:
+    lo, hi = epoch(start), epoch(end)
+    if lo is not None and hi is not None and hi < lo:
+        raise BadUserInputError(f"`to` ({end}) is before `from` ({start})", field="to")
+    return lo, hi
+
+
+_CURSOR_PREFIX = "bars:v1:"
+
+
+def encode_cursor(t: int, newest_first: bool) -> str:
+    raw = f"{_CURSOR_PREFIX}{'desc' if newest_first else 'asc'}:{t}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str, newest_first: bool) -> int:
+    """The time of the last bar already returned."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after") from exc
+    order, _, t = raw.removeprefix(_CURSOR_PREFIX).partition(":")
+    if not raw.startswith(_CURSOR_PREFIX) or not t.lstrip("-").isdigit() or order not in ("asc", "desc"):
+        raise BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after")
+    if (order == "desc") != newest_first:
+        raise BadUserInputError("this cursor was made for the other `order`", field="after")
+    return int(t)

@@ -1,0 +1,157 @@
+"""Mutations of the history slice: dispatch syncs to the worker, track symbols."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import strawberry
+
+from pocketquant.api.context import Info
+from pocketquant.api.errors import BadUserInputError
+from pocketquant.domain import SeriesKey, SymbolKey
+from pocketquant.history.documents import SymbolRecord
+from pocketquant.history.graphql import inputs
+from pocketquant.history.graphql.types import (
+    IntervalEnum,
+    InvalidInput,
+    SymbolTracked,
+    SymbolType,
+    SymbolUntracked,
+    SyncBatchEnqueued,
+    SyncEnqueued,
+    SyncSymbolResult,
+    SyncSymbolsResult,
+    TrackSymbolResult,
+    UntrackSymbolResult,
+)
+
+
+@strawberry.input
+class SyncSymbolInput:
+    exchange: str
+    symbol: str
+    interval: IntervalEnum
+    bars: int | None = strawberry.field(default=None, description="Newest bars to fetch (1-5000, default 5000).")
+
+
+@strawberry.input
+class SymbolInput:
+    exchange: str
+    symbol: str
+
+
+@strawberry.input
+class SyncSymbolsInput:
+    symbols: list[SymbolInput]
+    intervals: list[IntervalEnum]
+    bars: int | None = strawberry.field(default=None, description="Newest bars to fetch (1-5000, default 5000).")
+
+
+@strawberry.input
+class TrackSymbolInput:
+    exchange: str
+    symbol: str
+    intervals: list[IntervalEnum] | None = strawberry.field(
+        default=None, description="Intervals to keep synced (default: the server's DEFAULT_TRACK_INTERVALS)."
+    )
+
+
+def _invalid(exc: BadUserInputError) -> InvalidInput:
+    return InvalidInput(message=str(exc), field=exc.field)
+
+
+async def _enqueue(info: Info, series: SeriesKey, n_bars: int) -> SyncEnqueued:
+    enqueued = await info.context.resources.dispatcher.enqueue(series, n_bars)
+    return SyncEnqueued(
+        job_id=strawberry.ID(enqueued.job_id),
+        exchange=series.exchange,
+        symbol=series.symbol,
+        interval=IntervalEnum.from_domain(series.interval),
+        deduplicated=enqueued.deduplicated,
+    )
+
+
+def _distinct_intervals(intervals: list[IntervalEnum]) -> list[IntervalEnum]:
+    return list(dict.fromkeys(intervals))
+
+
+@strawberry.type
+class HistoryMutation:
+    @strawberry.mutation(description="Sync one series from TradingView on the worker. Returns the job to follow.")
+    async def sync_symbol(self, info: Info, input: SyncSymbolInput) -> SyncSymbolResult:
+        try:
+            key = inputs.symbol_key(input.exchange, input.symbol)
+            n_bars = inputs.history_bars(input.bars, info.context.resources.settings.sync_default_bars)
+        except BadUserInputError as exc:
+            return _invalid(exc)
+        return await _enqueue(info, SeriesKey.of(key, input.interval.to_domain()), n_bars)
+
+    @strawberry.mutation(description="Sync several symbols at several intervals. All inputs are checked before anything is queued.")
+    async def sync_symbols(self, info: Info, input: SyncSymbolsInput) -> SyncSymbolsResult:
+        settings = info.context.resources.settings
+        try:
+            if not input.symbols:
+                raise BadUserInputError("give at least one symbol", field="symbols")
+            if len(input.symbols) > settings.sync_many_max_symbols:
+                raise BadUserInputError(
+                    f"at most {settings.sync_many_max_symbols} symbols per call, got {len(input.symbols)}", field="symbols"
+                )
+            if not input.intervals:
+                raise BadUserInputError("give at least one interval", field="intervals")
+            keys = list(dict.fromkeys(inputs.symbol_key(s.exchange, s.symbol) for s in input.symbols))
+            n_bars = inputs.history_bars(input.bars, settings.sync_default_bars)
+        except BadUserInputError as exc:
+            return _invalid(exc)
+        jobs = [
+            await _enqueue(info, SeriesKey.of(key, interval.to_domain()), n_bars)
+            for key in keys
+            for interval in _distinct_intervals(input.intervals)
+        ]
+        return SyncBatchEnqueued(jobs=jobs)
+
+    @strawberry.mutation(description="Keep a symbol synced on schedule, and sync it now.")
+    async def track_symbol(self, info: Info, input: TrackSymbolInput) -> TrackSymbolResult:
+        settings = info.context.resources.settings
+        try:
+            key = inputs.symbol_key(input.exchange, input.symbol)
+            if input.intervals is not None and not input.intervals:
+                raise BadUserInputError("give at least one interval, or leave intervals out", field="intervals")
+        except BadUserInputError as exc:
+            return _invalid(exc)
+        intervals = _distinct_intervals(
+            input.intervals or [IntervalEnum.from_domain(i) for i in settings.default_track_intervals]
+        )
+        now = datetime.now(UTC)
+        await SymbolRecord.get_pymongo_collection().update_one(
+            {"exchange": key.exchange, "symbol": key.symbol},
+            {"$set": {"tracked": True, "tracked_intervals": [i.value for i in intervals], "updated_at": now}},
+            upsert=True,
+        )
+        # The first track sets tracked_at; a re-track keeps the original date.
+        await SymbolRecord.get_pymongo_collection().update_one(
+            {"exchange": key.exchange, "symbol": key.symbol, "tracked_at": None}, {"$set": {"tracked_at": now}}
+        )
+        record = await _record(key)
+        jobs = [await _enqueue(info, SeriesKey.of(key, i.to_domain()), settings.sync_default_bars) for i in intervals]
+        return SymbolTracked(symbol=SymbolType.from_document(record), jobs=jobs)
+
+    @strawberry.mutation(description="Stop re-syncing a symbol on schedule. Its stored bars are kept.")
+    async def untrack_symbol(self, exchange: str, symbol: str) -> UntrackSymbolResult:
+        try:
+            key = inputs.symbol_key(exchange, symbol)
+        except BadUserInputError as exc:
+            return _invalid(exc)
+        before = await SymbolRecord.get_pymongo_collection().find_one_and_update(
+            {"exchange": key.exchange, "symbol": key.symbol},
+            {"$set": {"tracked": False, "tracked_intervals": [], "tracked_at": None, "updated_at": datetime.now(UTC)}},
+        )
+        if before is None:
+            return InvalidInput(message=f"{key.ticker} is not a known symbol", field="symbol")
+        return SymbolUntracked(symbol=SymbolType.from_document(await _record(key)), was_tracked=bool(before.get("tracked")))
+
+
+async def _record(key: SymbolKey) -> SymbolRecord:
+    record = await SymbolRecord.find_one(SymbolRecord.exchange == key.exchange, SymbolRecord.symbol == key.symbol)
+    if record is None:  # written a moment ago; absent only if someone deleted it meanwhile
+        raise RuntimeError(f"symbol record {key} vanished")
+    return record

@@ -1,0 +1,184 @@
+"""Queries of the history slice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from arq.jobs import Job, JobResult, JobStatus
+from redis.exceptions import RedisError
+
+from pocketquant.api.context import Info
+from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
+from pocketquant.domain import SeriesKey
+from pocketquant.history.cache import PageQuery
+from pocketquant.history.dispatch import parse_sync_job_id
+from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.history.graphql import inputs
+from pocketquant.history.graphql.types import (
+    BarOrder,
+    BarPage,
+    IntervalEnum,
+    SymbolPage,
+    SymbolSearchResult,
+    SymbolType,
+    SyncJob,
+    SyncJobResult,
+    SyncJobState,
+    SyncStatusType,
+)
+from pocketquant.history.store import BarPage as StoredPage
+from pocketquant.tradingview.history import ProviderError
+
+log = logging.getLogger(__name__)
+
+MAX_SYMBOL_PAGE = 500
+MAX_SEARCH_RESULTS = 50
+
+
+async def _read_bars(info: Info, series: SeriesKey, query: PageQuery) -> StoredPage:
+    resources = info.context.resources
+    cache_key: str | None = None
+    try:
+        cache_key, cached = await resources.cache.get(series, query)
+        if cached is not None:
+            return cached
+    except RedisError as exc:
+        log.warning("bar cache unavailable, reading MongoDB directly: %s", exc)
+    page = await resources.store.read_page(
+        series, start=query.start, end=query.end, limit=query.limit, newest_first=query.newest_first
+    )
+    if cache_key is not None:
+        try:
+            await resources.cache.put(cache_key, page)
+        except RedisError as exc:
+            log.warning("bar cache unavailable, page not cached: %s", exc)
+    return page
+
+
+def _symbol_filter_after(after: str | None) -> dict[str, Any]:
+    if after is None:
+        return {}
+    exchange, sep, symbol = after.partition(":")
+    if not sep:
+        raise BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after")
+    return {"$or": [{"exchange": {"$gt": exchange}}, {"exchange": exchange, "symbol": {"$gt": symbol}}]}
+
+
+@strawberry.type
+class HistoryQuery:
+    @strawberry.field(description="Stored bars of one series, a page at a time, oldest or newest first.")
+    async def bars(
+        self,
+        info: Info,
+        exchange: str,
+        symbol: str,
+        interval: IntervalEnum,
+        from_: Annotated[
+            datetime | None, strawberry.argument(name="from", description="Earliest bar time (inclusive). ISO 8601; no offset means UTC.")
+        ] = None,
+        to: Annotated[datetime | None, strawberry.argument(description="Latest bar time (inclusive).")] = None,
+        first: Annotated[int | None, strawberry.argument(description="Page size (default 500, at most 5000).")] = None,
+        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
+        order: BarOrder = BarOrder.OLDEST_FIRST,
+    ) -> BarPage:
+        settings = info.context.resources.settings
+        key = inputs.symbol_key(exchange, symbol)
+        limit = inputs.bounded(settings.page_size_default if first is None else first, 1, settings.page_size_max, "first")
+        lo, hi = inputs.time_range(from_, to)
+        newest_first = order is BarOrder.NEWEST_FIRST
+        if after is not None:
+            last_seen = inputs.decode_cursor(after, newest_first)
+            if newest_first:
+                hi = last_seen - 1 if hi is None else min(hi, last_seen - 1)
+            else:
+                lo = last_seen + 1 if lo is None else max(lo, last_seen + 1)
+        series = SeriesKey.of(key, interval.to_domain())
+        page = await _read_bars(info, series, PageQuery(lo, hi, limit, newest_first))
+        end_cursor = inputs.encode_cursor(page.bars.t[-1], newest_first) if page.has_more else None
+        return BarPage(
+            exchange=key.exchange,
+            symbol=key.symbol,
+            interval=interval,
+            count=len(page.bars),
+            has_next_page=page.has_more,
+            end_cursor=end_cursor,
+            data=page.bars,
+        )
+
+    @strawberry.field(description="Symbols that are re-synced on schedule, by exchange and symbol.")
+    async def tracked_symbols(
+        self, first: int = 100, after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None
+    ) -> SymbolPage:
+        limit = inputs.bounded(first, 1, MAX_SYMBOL_PAGE, "first")
+        query = {"tracked": True} | _symbol_filter_after(after)
+        docs = await SymbolRecord.find(query).sort("+exchange", "+symbol").limit(limit + 1).to_list()
+        has_more = len(docs) > limit
+        docs = docs[:limit]
+        return SymbolPage(
+            items=[SymbolType.from_document(d) for d in docs],
+            has_next_page=has_more,
+            end_cursor=f"{docs[-1].exchange}:{docs[-1].symbol}" if has_more else None,
+        )
+
+    @strawberry.field(description="A symbol PocketQuant knows (synced or tracked), or null.")
+    async def symbol(self, exchange: str, symbol: str) -> SymbolType | None:
+        key = inputs.symbol_key(exchange, symbol)
+        doc = await SymbolRecord.find_one(SymbolRecord.exchange == key.exchange, SymbolRecord.symbol == key.symbol)
+        return SymbolType.from_document(doc) if doc else None
+
+    @strawberry.field(description="Search TradingView's symbols.")
+    async def search_symbols(
+        self, info: Info, text: str, exchange: str | None = None, limit: int = 20
+    ) -> list[SymbolSearchResult]:
+        cleaned = text.strip()
+        if not 1 <= len(cleaned) <= 64:
+            raise BadUserInputError("text must be 1 to 64 characters", field="text")
+        limit = inputs.bounded(limit, 1, MAX_SEARCH_RESULTS, "limit")
+        ex = inputs.symbol_key(exchange, "X").exchange if exchange else None
+        try:
+            matches = await info.context.resources.provider.search(cleaned, ex, limit)
+        except ProviderError as exc:
+            raise UpstreamUnavailableError(str(exc)) from exc
+        return [
+            SymbolSearchResult(exchange=m.exchange, symbol=m.symbol, description=m.description, type=m.type, currency=m.currency)
+            for m in matches
+        ]
+
+    @strawberry.field(description="Sync status of a symbol's series (all intervals, or one).")
+    async def sync_status(self, exchange: str, symbol: str, interval: IntervalEnum | None = None) -> list[SyncStatusType]:
+        key = inputs.symbol_key(exchange, symbol)
+        query: dict[str, Any] = {"exchange": key.exchange, "symbol": key.symbol}
+        if interval is not None:
+            query["interval"] = interval.value
+        docs = await SyncStatus.find(query).to_list()
+        docs.sort(key=lambda d: IntervalEnum(d.interval).to_domain().nominal_seconds)
+        return [SyncStatusType.from_document(d) for d in docs]
+
+    @strawberry.field(description="A sync job's state and, once finished, its result. Null if unknown or expired.")
+    async def sync_job(self, info: Info, id: strawberry.ID) -> SyncJob | None:
+        series = parse_sync_job_id(str(id))
+        if series is None:
+            raise BadUserInputError("malformed job id: expected sync:EXCHANGE:SYMBOL:INTERVAL", field="id")
+        job = Job(str(id), info.context.resources.redis, _queue_name=info.context.resources.settings.queue_name)
+        status = await job.status()
+        if status is JobStatus.not_found:
+            return None
+        definition = await (job.result_info() if status is JobStatus.complete else job.info())
+        if definition is None:
+            return None
+        finished = definition if isinstance(definition, JobResult) else None
+        return SyncJob(
+            id=id,
+            exchange=series.exchange,
+            symbol=series.symbol,
+            interval=IntervalEnum.from_domain(series.interval),
+            state=SyncJobState.from_arq(status),
+            attempt=definition.job_try,
+            enqueued_at=definition.enqueue_time,
+            started_at=finished.start_time if finished else None,
+            finished_at=finished.finish_time if finished else None,
+            result=SyncJobResult.from_job_result(finished.success, finished.result) if finished else None,
+        )

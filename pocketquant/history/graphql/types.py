@@ -1,0 +1,301 @@
+"""GraphQL types of the history slice, converted from documents and domain objects."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import strawberry
+from arq.jobs import JobStatus
+
+from pocketquant.api.scalars import EpochSeconds
+from pocketquant.domain import BarColumns, Interval
+from pocketquant.history.documents import SymbolRecord, SyncStatus
+
+
+@strawberry.enum(name="Interval", description="Bar interval. Intraday intervals align to UTC epoch boundaries.")
+class IntervalEnum(enum.Enum):
+    MINUTE_1 = strawberry.enum_value("1m", description="1 minute")
+    MINUTE_3 = strawberry.enum_value("3m", description="3 minutes")
+    MINUTE_5 = strawberry.enum_value("5m", description="5 minutes")
+    MINUTE_15 = strawberry.enum_value("15m", description="15 minutes")
+    MINUTE_30 = strawberry.enum_value("30m", description="30 minutes")
+    MINUTE_45 = strawberry.enum_value("45m", description="45 minutes")
+    HOUR_1 = strawberry.enum_value("1h", description="1 hour")
+    HOUR_2 = strawberry.enum_value("2h", description="2 hours")
+    HOUR_3 = strawberry.enum_value("3h", description="3 hours")
+    HOUR_4 = strawberry.enum_value("4h", description="4 hours")
+    DAY_1 = strawberry.enum_value("1d", description="1 day")
+    WEEK_1 = strawberry.enum_value("1W", description="1 week, opening on Monday")
+    MONTH_1 = strawberry.enum_value("1M", description="1 calendar month")
+
+    def to_domain(self) -> Interval:
+        return Interval(self.value)
+
+    @classmethod
+    def from_domain(cls, interval: Interval) -> IntervalEnum:
+        return cls(interval.value)
+
+
+@strawberry.enum(description="Order of the bars in a page.")
+class BarOrder(enum.Enum):
+    OLDEST_FIRST = "oldest_first"
+    NEWEST_FIRST = "newest_first"
+
+
+@strawberry.type(description="One OHLCV bar. `time` is the bar's open time.")
+class Bar:
+    time: datetime
+    timestamp: EpochSeconds = strawberry.field(description="`time` as epoch seconds.")
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@strawberry.type(name="BarColumns", description="Bars as parallel arrays (the layout of TradingView's UDF `/history`).")
+class BarColumnsType:
+    t: list[EpochSeconds] = strawberry.field(description="Bar open times, epoch seconds.")
+    o: list[float]
+    h: list[float]
+    l: list[float]  # noqa: E741 - the UDF column name
+    c: list[float]
+    v: list[float]
+
+
+@strawberry.type(description="A page of bars, oldest or newest first, with a cursor to the next page.")
+class BarPage:
+    exchange: str
+    symbol: str
+    interval: IntervalEnum
+    count: int = strawberry.field(description="Bars in this page.")
+    has_next_page: bool
+    end_cursor: str | None = strawberry.field(description="Pass as `after` to get the next page; null on the last.")
+    data: strawberry.Private[BarColumns]
+
+    @strawberry.field(description="The bars as objects.")
+    def bars(self) -> list[Bar]:
+        d = self.data
+        return [
+            Bar(time=datetime.fromtimestamp(t, UTC), timestamp=EpochSeconds(t), open=o, high=h, low=lo, close=c, volume=v)
+            for t, o, h, lo, c, v in zip(d.t, d.o, d.h, d.l, d.c, d.v, strict=True)
+        ]
+
+    @strawberry.field(description="The bars as columns: cheaper to produce and to transfer.")
+    def columns(self) -> BarColumnsType:
+        d = self.data
+        return BarColumnsType(t=d.t, o=d.o, h=d.h, l=d.l, c=d.c, v=d.v)  # type: ignore[arg-type]
+
+
+@strawberry.enum(description="Outcome of the latest sync of a series.")
+class SyncState(enum.Enum):
+    NEVER = "never"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@strawberry.type(name="SyncStatus", description="Sync history of one (exchange, symbol, interval).")
+class SyncStatusType:
+    exchange: str
+    symbol: str
+    interval: IntervalEnum
+    state: SyncState
+    last_job_id: str | None
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_kind: str | None
+    last_error_at: datetime | None
+    bar_count: int
+    first_bar_at: datetime | None
+    last_bar_at: datetime | None
+    last_bars_fetched: int
+    last_bars_inserted: int
+    last_bars_updated: int
+    last_chunks_written: int
+
+    @classmethod
+    def from_document(cls, doc: SyncStatus) -> SyncStatusType:
+        return cls(
+            exchange=doc.exchange,
+            symbol=doc.symbol,
+            interval=IntervalEnum(doc.interval),
+            state=SyncState(doc.state),
+            last_job_id=doc.last_job_id,
+            last_attempt_at=doc.last_attempt_at,
+            last_success_at=doc.last_success_at,
+            last_error=doc.last_error,
+            last_error_kind=doc.last_error_kind,
+            last_error_at=doc.last_error_at,
+            bar_count=doc.bar_count,
+            first_bar_at=doc.first_bar_at,
+            last_bar_at=doc.last_bar_at,
+            last_bars_fetched=doc.last_bars_fetched,
+            last_bars_inserted=doc.last_bars_inserted,
+            last_bars_updated=doc.last_bars_updated,
+            last_chunks_written=doc.last_chunks_written,
+        )
+
+
+@strawberry.type(name="Symbol", description="A symbol PocketQuant knows: synced at least once, or tracked.")
+class SymbolType:
+    exchange: str
+    symbol: str
+    description: str | None
+    type: str | None
+    currency: str | None
+    timezone: str | None
+    tracked: bool
+    tracked_intervals: list[IntervalEnum]
+    tracked_at: datetime | None
+
+    @strawberry.field(description="`EXCHANGE:SYMBOL`.")
+    def ticker(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+    @strawberry.field(description="Sync status of each interval of this symbol.")
+    async def sync_status(self) -> list[SyncStatusType]:
+        docs = await SyncStatus.find(SyncStatus.exchange == self.exchange, SyncStatus.symbol == self.symbol).to_list()
+        return [SyncStatusType.from_document(d) for d in sorted(docs, key=lambda d: Interval(d.interval).nominal_seconds)]
+
+    @classmethod
+    def from_document(cls, doc: SymbolRecord) -> SymbolType:
+        return cls(
+            exchange=doc.exchange,
+            symbol=doc.symbol,
+            description=doc.description,
+            type=doc.type,
+            currency=doc.currency,
+            timezone=doc.timezone,
+            tracked=doc.tracked,
+            tracked_intervals=[IntervalEnum(i) for i in doc.tracked_intervals],
+            tracked_at=doc.tracked_at,
+        )
+
+
+@strawberry.type(description="A page of symbols.")
+class SymbolPage:
+    items: list[SymbolType]
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type(description="A match of TradingView's symbol search.")
+class SymbolSearchResult:
+    exchange: str
+    symbol: str
+    description: str
+    type: str | None
+    currency: str | None
+
+    @strawberry.field
+    def ticker(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+
+@strawberry.enum(description="Where a sync job is.")
+class SyncJobState(enum.Enum):
+    DEFERRED = "deferred"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+
+    @classmethod
+    def from_arq(cls, status: JobStatus) -> SyncJobState:
+        return cls(status.value)
+
+
+@strawberry.type(description="What a finished sync job did.")
+class SyncJobResult:
+    ok: bool
+    error: str | None = None
+    error_kind: str | None = None
+    attempts: int = 1
+    bars_fetched: int = 0
+    bars_inserted: int = 0
+    bars_updated: int = 0
+    bars_unchanged: int = 0
+    chunks_written: int = 0
+    bar_count: int = 0
+    first_bar: datetime | None = None
+    last_bar: datetime | None = None
+
+    @classmethod
+    def from_job_result(cls, success: bool, result: Any) -> SyncJobResult:
+        if not success or not isinstance(result, dict):
+            # The job raised: the worker hit an error that retries did not cure.
+            return cls(ok=False, error="the sync job failed unexpectedly; see the worker log", error_kind="internal")
+        def when(key: str) -> datetime | None:
+            value = result.get(key)
+            return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
+        return cls(
+            ok=bool(result.get("ok")),
+            error=result.get("error"),
+            error_kind=result.get("error_kind"),
+            attempts=int(result.get("attempts", 1)),
+            bars_fetched=int(result.get("bars_fetched", 0)),
+            bars_inserted=int(result.get("bars_inserted", 0)),
+            bars_updated=int(result.get("bars_updated", 0)),
+            bars_unchanged=int(result.get("bars_unchanged", 0)),
+            chunks_written=int(result.get("chunks_written", 0)),
+            bar_count=int(result.get("bar_count", 0)),
+            first_bar=when("first_bar"),
+            last_bar=when("last_bar"),
+        )
+
+
+@strawberry.type(description="A sync job: one per (exchange, symbol, interval); its state is that of the latest run.")
+class SyncJob:
+    id: strawberry.ID
+    exchange: str
+    symbol: str
+    interval: IntervalEnum
+    state: SyncJobState
+    attempt: int | None
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: SyncJobResult | None
+
+
+@strawberry.type(description="A sync was put on the queue (or one already queued absorbed it).")
+class SyncEnqueued:
+    job_id: strawberry.ID
+    exchange: str
+    symbol: str
+    interval: IntervalEnum
+    deduplicated: bool = strawberry.field(
+        description="True when a sync of this series was already queued or running; that job serves this request."
+    )
+
+
+@strawberry.type(description="Several syncs were put on the queue.")
+class SyncBatchEnqueued:
+    jobs: list[SyncEnqueued]
+
+
+@strawberry.type(description="The symbol is tracked: its intervals are re-synced on schedule.")
+class SymbolTracked:
+    symbol: SymbolType
+    jobs: list[SyncEnqueued] = strawberry.field(description="The initial syncs, one per interval.")
+
+
+@strawberry.type(description="The symbol is no longer re-synced on schedule. Its bars stay stored.")
+class SymbolUntracked:
+    symbol: SymbolType
+    was_tracked: bool
+
+
+@strawberry.type(description="The input was rejected; nothing was changed.")
+class InvalidInput:
+    message: str
+    field: str | None = None
+
+
+SyncSymbolResult = Annotated[SyncEnqueued | InvalidInput, strawberry.union("SyncSymbolResult")]
+SyncSymbolsResult = Annotated[SyncBatchEnqueued | InvalidInput, strawberry.union("SyncSymbolsResult")]
+TrackSymbolResult = Annotated[SymbolTracked | InvalidInput, strawberry.union("TrackSymbolResult")]
+UntrackSymbolResult = Annotated[SymbolUntracked | InvalidInput, strawberry.union("UntrackSymbolResult")]

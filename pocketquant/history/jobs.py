@@ -1,0 +1,91 @@
+"""arq jobs of the history slice: sync one series, and the scheduled re-syncs."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from arq import Retry
+from arq.cron import CronJob, cron
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
+
+from pocketquant.domain import Interval, SeriesKey
+from pocketquant.history.documents import SymbolRecord
+from pocketquant.history.store import ChunkConflictError
+from pocketquant.resources import Resources
+from pocketquant.settings import Settings
+from pocketquant.tradingview.history import ProviderError
+
+log = logging.getLogger(__name__)
+
+
+def _resources(ctx: dict[str, Any]) -> Resources:
+    resources: Resources = ctx["resources"]
+    return resources
+
+
+def retry_delay(settings: Settings, job_try: int) -> float:
+    """Exponential backoff with full jitter, capped at ten minutes."""
+    ceiling = min(600.0, settings.sync_retry_base_seconds * 2 ** (job_try - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+async def sync_series(ctx: dict[str, Any], exchange: str, symbol: str, interval: str, n_bars: int) -> dict[str, Any]:
+    """Sync one series. Transient failures (provider unreachable, MongoDB or Redis
+    errors) are retried with backoff; the final outcome is the job's result."""
+    resources = _resources(ctx)
+    settings = resources.settings
+    series = SeriesKey(exchange, symbol, Interval.parse(interval))
+    job_try: int = ctx.get("job_try", 1)
+    try:
+        outcome = await resources.sync.sync(series, n_bars, job_id=ctx.get("job_id"))
+    except ProviderError as exc:
+        if exc.transient and job_try < settings.sync_max_tries:
+            raise Retry(defer=retry_delay(settings, job_try)) from exc
+        return {"ok": False, "error": str(exc), "error_kind": exc.kind, "attempts": job_try}
+    except (PyMongoError, RedisError, ChunkConflictError) as exc:
+        if job_try < settings.sync_max_tries:
+            log.warning("sync %s attempt %d failed, will retry: %s", series, job_try, exc)
+            raise Retry(defer=retry_delay(settings, job_try)) from exc
+        raise
+    return outcome.as_dict() | {"attempts": job_try}
+
+
+async def _resync_tracked(ctx: dict[str, Any], intraday: bool) -> int:
+    resources = _resources(ctx)
+    count = 0
+    async for record in SymbolRecord.find(SymbolRecord.tracked == True):  # noqa: E712 - a query, not a test
+        for value in record.tracked_intervals:
+            interval = Interval.parse(value)
+            if interval.is_intraday != intraday:
+                continue
+            await resources.dispatcher.enqueue(
+                SeriesKey(record.exchange, record.symbol, interval), resources.settings.sync_default_bars
+            )
+            count += 1
+    log.info("scheduled re-sync (%s): %d series enqueued", "intraday" if intraday else "daily", count)
+    return count
+
+
+async def resync_intraday(ctx: dict[str, Any]) -> int:
+    return await _resync_tracked(ctx, intraday=True)
+
+
+async def resync_daily(ctx: dict[str, Any]) -> int:
+    """Daily, weekly and monthly bars, each weekday evening."""
+    return await _resync_tracked(ctx, intraday=False)
+
+
+def cron_jobs(settings: Settings) -> list[CronJob]:
+    return [
+        cron(resync_intraday, name="resync-intraday", hour=settings.intraday_resync_hours, minute=0),
+        cron(
+            resync_daily,
+            name="resync-daily",
+            weekday={0, 1, 2, 3, 4},
+            hour=settings.daily_resync_hour_utc,
+            minute=settings.daily_resync_minute,
+        ),
+    ]

@@ -1,0 +1,122 @@
+"""SyncService: fetch a series from the provider, merge it into the store, record the
+outcome in SyncStatus and invalidate the cache when bars changed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pocketquant.domain import SeriesKey
+from pocketquant.history.cache import BarCache
+from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.history.store import BarStore, WriteResult
+from pocketquant.tradingview.history import ProviderError, SymbolMetadata, TradingViewHistory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    series: SeriesKey
+    bars_fetched: int
+    write: WriteResult
+    bar_count: int
+    first_bar: int | None
+    last_bar: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe form, stored as the arq job result."""
+        return {
+            "ok": True,
+            "bars_fetched": self.bars_fetched,
+            "bars_inserted": self.write.bars_inserted,
+            "bars_updated": self.write.bars_updated,
+            "bars_unchanged": self.write.bars_unchanged,
+            "chunks_written": self.write.chunks_written,
+            "bar_count": self.bar_count,
+            "first_bar": self.first_bar,
+            "last_bar": self.last_bar,
+        }
+
+
+def _status_key(series: SeriesKey) -> dict[str, str]:
+    return {"exchange": series.exchange, "symbol": series.symbol, "interval": series.interval.value}
+
+
+def _ts(epoch: int | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+class SyncService:
+    def __init__(
+        self,
+        provider: TradingViewHistory,
+        store: BarStore,
+        cache: BarCache,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._provider = provider
+        self._store = store
+        self._cache = cache
+        self._clock = clock
+
+    async def sync(self, series: SeriesKey, n_bars: int, job_id: str | None = None) -> SyncOutcome:
+        """Sync ``n_bars`` newest bars. A provider error is recorded in the sync
+        status and re-raised; nothing is written to the bars in that case."""
+        status = SyncStatus.get_pymongo_collection()
+        await status.update_one(
+            _status_key(series),
+            {"$set": {"state": "running", "last_job_id": job_id, "last_attempt_at": self._clock()}},
+            upsert=True,
+        )
+        try:
+            fetched = await self._provider.fetch(series, n_bars)
+        except ProviderError as exc:
+            log.warning("sync %s failed: %s", series, exc)
+            await status.update_one(
+                _status_key(series),
+                {"$set": {"state": "failed", "last_error": str(exc), "last_error_kind": exc.kind,
+                          "last_error_at": self._clock()}},
+            )
+            raise
+        write = await self._store.write(series, fetched.bars)
+        if write.changed:
+            await self._cache.invalidate(series)
+        await self._remember_symbol(series, fetched.metadata)
+        stats = await self._store.stats(series)
+        await status.update_one(
+            _status_key(series),
+            {"$set": {
+                "state": "succeeded",
+                "last_success_at": self._clock(),
+                "bar_count": stats.bar_count,
+                "first_bar_at": _ts(stats.first),
+                "last_bar_at": _ts(stats.last),
+                "last_bars_fetched": len(fetched.bars),
+                "last_bars_inserted": write.bars_inserted,
+                "last_bars_updated": write.bars_updated,
+                "last_chunks_written": write.chunks_written,
+            }},
+        )
+        log.info("synced %s: %d fetched, %d new, %d updated, %d chunks written",
+                 series, len(fetched.bars), write.bars_inserted, write.bars_updated, write.chunks_written)
+        return SyncOutcome(series, len(fetched.bars), write, stats.bar_count, stats.first, stats.last)
+
+    async def _remember_symbol(self, series: SeriesKey, metadata: SymbolMetadata | None) -> None:
+        fields: dict[str, Any] = {"updated_at": self._clock()}
+        if metadata is not None:
+            fields |= {
+                "description": metadata.description,
+                "type": metadata.type,
+                "currency": metadata.currency,
+                "timezone": metadata.timezone,
+                "pricescale": metadata.pricescale,
+            }
+        await SymbolRecord.get_pymongo_collection().update_one(
+            {"exchange": series.exchange, "symbol": series.symbol},
+            {"$set": fields, "$setOnInsert": {"tracked": False, "tracked_intervals": []}},
+            upsert=True,
+        )

@@ -1,0 +1,1 @@
+"""Connections to MongoDB and Redis, and the embedded stand-ins used by `pocketquant dev`."""

@@ -1,0 +1,119 @@
+"""Embedded MongoDB (mongoeco's wire server) and Redis for a first try on one machine.
+
+Production runs real MongoDB and Redis (docker-compose.yml); these exist so that
+`pocketquant dev` and the tests need nothing installed but Python (and, preferably,
+a ``redis-server`` binary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from mongoeco.engines.memory import MemoryEngine
+from mongoeco.engines.sqlite import SQLiteEngine
+from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def embedded_mongodb(path: Path | None) -> AsyncIterator[str]:
+    """Run mongoeco's wire server in this process; yield its ``mongodb://`` URL.
+
+    ``path`` is a SQLite file (persistent); ``None`` keeps everything in memory.
+    """
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine: SQLiteEngine | MemoryEngine = SQLiteEngine(str(path))
+    else:
+        engine = MemoryEngine()
+    server = AsyncMongoEcoProxyServer(engine=engine, host="127.0.0.1", port=0)
+    address = await server.start()
+    url = f"mongodb://{address.host}:{address.port}/?directConnection=true"
+    log.info("embedded MongoDB (mongoeco, %s) at %s", path or "memory", url)
+    try:
+        yield url
+    finally:
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def embedded_redis(data_dir: Path | None = None) -> AsyncIterator[str]:
+    """Start a local ``redis-server`` if one is on PATH, else fakeredis's TCP server."""
+    binary = shutil.which("redis-server")
+    if binary is not None:
+        async with _redis_server_process(binary, data_dir) as url:
+            yield url
+        return
+    log.warning("redis-server not found on PATH: using fakeredis's TCP server (for trying things out only)")
+    async with _fakeredis_server() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _redis_server_process(binary: str, data_dir: Path | None) -> AsyncIterator[str]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="pocketquant-redis-") as scratch:
+        workdir = data_dir if data_dir is not None else Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(workdir), "--protected-mode", "yes"]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            await _wait_for_port(port, proc)
+            url = f"redis://127.0.0.1:{port}/0"
+            log.info("embedded Redis (redis-server) at %s", url)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"redis-server exited at start: {err.strip()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.025)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise RuntimeError(f"redis-server did not listen on port {port}")
+
+
+@contextlib.asynccontextmanager
+async def _fakeredis_server() -> AsyncIterator[str]:
+    from fakeredis import TcpFakeServer
+
+    port = free_port()
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

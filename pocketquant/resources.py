@@ -1,0 +1,80 @@
+"""Every client the processes use, opened and closed in one lifecycle.
+
+The API's lifespan, the worker's start-up and the CLI all go through
+:func:`open_resources`; nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
+
+from pocketquant.history.cache import BarCache
+from pocketquant.history.dispatch import SyncDispatcher
+from pocketquant.history.documents import DOCUMENT_MODELS
+from pocketquant.history.service import SyncService
+from pocketquant.history.store import BarStore
+from pocketquant.settings import Settings
+from pocketquant.tradingview.history import TradingViewHistory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    settings: Settings
+    mongo: AsyncMongoClient[dict[str, object]]
+    redis: ArqRedis  # one pool for the queue and the cache
+    http: httpx.AsyncClient
+    store: BarStore
+    cache: BarCache
+    provider: TradingViewHistory
+    sync: SyncService
+    dispatcher: SyncDispatcher
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        settings.required_mongodb_url(), serverSelectionTimeoutMS=5_000, tz_aware=True
+    )
+    try:
+        await init_beanie(database=mongo[settings.mongodb_database], document_models=DOCUMENT_MODELS)
+        redis = await create_pool(
+            RedisSettings.from_dsn(settings.required_redis_url()), default_queue_name=settings.queue_name
+        )
+        try:
+            async with httpx.AsyncClient(follow_redirects=True) as http:
+                token = settings.tradingview_auth_token
+                provider = TradingViewHistory(
+                    websocket_url=settings.tradingview_websocket_url,
+                    search_url=settings.tradingview_search_url,
+                    http=http,
+                    auth_token=token.get_secret_value() if token else None,
+                    origin=settings.tradingview_origin,
+                    timeout=settings.tradingview_timeout_seconds,
+                )
+                store = BarStore(settings.chunk_size)
+                cache = BarCache(redis, settings.cache_ttl_seconds)
+                yield Resources(
+                    settings=settings,
+                    mongo=mongo,
+                    redis=redis,
+                    http=http,
+                    store=store,
+                    cache=cache,
+                    provider=provider,
+                    sync=SyncService(provider, store, cache),
+                    dispatcher=SyncDispatcher(redis, settings.queue_name),
+                )
+        finally:
+            await redis.aclose()
+    finally:
+        await mongo.close()

@@ -1,0 +1,78 @@
+"""One settings class, built once at start-up and passed down. Nothing connects here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pocketquant.domain import Interval
+
+
+class Settings(BaseSettings):
+    """Every value can be set from the environment (``MONGODB_URL``, ``REDIS_URL``, ...)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Storage and messaging. Unset URLs mean "embedded" for `pocketquant dev`.
+    mongodb_url: str | None = None
+    mongodb_database: str = "pocketquant"
+    redis_url: str | None = None
+    data_dir: Path = Path("./data")
+
+    # API
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    graphiql: bool = True
+    max_query_depth: int = Field(default=10, ge=1)
+    max_query_tokens: int = Field(default=2_000, ge=10)
+    max_query_aliases: int = Field(default=15, ge=1)
+
+    # Bars
+    chunk_size: int = Field(default=1_000, ge=10, le=10_000)
+    page_size_default: int = Field(default=500, ge=1)
+    page_size_max: int = Field(default=5_000, ge=1)
+    cache_ttl_seconds: int = Field(default=300, ge=1)
+
+    # TradingView
+    tradingview_websocket_url: str = "wss://data.tradingview.com/socket.io/websocket"
+    tradingview_search_url: str = "https://symbol-search.tradingview.com/symbol_search/v3/"
+    tradingview_origin: str = "https://www.tradingview.com"
+    tradingview_auth_token: SecretStr | None = None
+    tradingview_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # Worker and schedules
+    queue_name: str = "pocketquant:queue"
+    sync_default_bars: int = Field(default=5_000, ge=1, le=5_000)
+    sync_max_tries: int = Field(default=5, ge=1)
+    sync_retry_base_seconds: float = Field(default=5.0, ge=0)
+    sync_job_timeout_seconds: int = Field(default=300, ge=1)
+    sync_result_ttl_seconds: int = Field(default=86_400, ge=1)
+    sync_many_max_symbols: int = Field(default=100, ge=1)
+    intraday_resync_every_hours: int = Field(default=6, ge=1, le=24)
+    daily_resync_hour_utc: int = Field(default=22, ge=0, le=23)
+    daily_resync_minute: int = Field(default=30, ge=0, le=59)
+    default_track_intervals: list[Interval] = Field(default_factory=lambda: [Interval.DAY_1, Interval.HOUR_1])
+    worker_health_check_seconds: int = Field(default=10, ge=1)
+
+    @field_validator("default_track_intervals", mode="before")
+    @classmethod
+    def _parse_intervals(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Interval.parse(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def intraday_resync_hours(self) -> set[int]:
+        return set(range(0, 24, self.intraday_resync_every_hours))
+
+    def required_mongodb_url(self) -> str:
+        if not self.mongodb_url:
+            raise RuntimeError("MONGODB_URL is not set (only `pocketquant dev` starts an embedded MongoDB)")
+        return self.mongodb_url
+
+    def required_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set (only `pocketquant dev` starts an embedded Redis)")
+        return self.redis_url

@@ -1,0 +1,302 @@
+"""A local server that speaks TradingView's websocket protocol and symbol search.
+
+It is what tests and the offline demo point the real clients at (tvdatafeed for
+history), so the client code runs end to end. It reproduces the traps listed in
+shared/TRADINGVIEW.md: several frames per message, UTF-16 frame lengths with
+non-ASCII payloads, heartbeats that must be echoed (or the connection is closed),
+``symbol_error`` for unknown symbols, ``series_completed`` with fewer bars than asked
+(the 5,000-bar cap), and faults injected on command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import random
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from pocketquant.domain import Interval, InvalidSymbolError, SymbolKey
+from pocketquant.simulator.market import Instrument, SimulatedMarket
+from pocketquant.tradingview import protocol
+
+log = logging.getLogger(__name__)
+
+MAX_BARS_PER_SERIES = 5_000  # what a free account gets
+
+
+class Fault(enum.Enum):
+    """Failures the simulator can produce for one symbol."""
+
+    SERIES_ERROR = "series_error"  # symbol resolves, the series fails
+    EMPTY = "empty"  # the series completes with no bars
+    DROP = "drop"  # the connection is closed without an answer
+    CRITICAL = "critical_error"  # a fatal protocol-level error
+
+
+@dataclass
+class SimulatorStats:
+    connections: int = 0
+    series_served: int = 0
+    heartbeat_disconnects: int = 0
+    commands: list[str] = field(default_factory=list)
+
+
+class TradingViewSimulator:
+    """Serve the chart protocol on ``ws://host:port/socket.io/websocket`` and symbol
+    search on ``http://host:port/symbol_search/v3/``."""
+
+    def __init__(
+        self,
+        market: SimulatedMarket | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        heartbeat_interval: float = 10.0,
+        heartbeat_timeout: float = 30.0,
+    ) -> None:
+        self.market = market or SimulatedMarket()
+        self.clock = clock
+        self.faults: dict[SymbolKey, Fault] = {}
+        self.stats = SimulatorStats()
+        self._host = host
+        self._port = port
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._server: Server | None = None
+
+    async def __aenter__(self) -> TradingViewSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle, self._host, self._port, process_request=self._process_http, max_size=2**24
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("simulator is not running")
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def websocket_url(self) -> str:
+        return f"ws://{self._host}:{self.port}/socket.io/websocket"
+
+    @property
+    def search_url(self) -> str:
+        return f"http://{self._host}:{self.port}/symbol_search/v3/"
+
+    # -- HTTP: symbol search -------------------------------------------------------
+
+    def _process_http(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        url = urlsplit(request.path)
+        if not url.path.startswith("/symbol_search"):
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        body = json.dumps(self.search(query.get("text", ""), query.get("exchange", "")), ensure_ascii=False)
+        response = connection.respond(HTTPStatus.OK, body)
+        headers = Headers(response.headers)
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        return Response(response.status_code, response.reason_phrase, headers, body.encode())
+
+    def search(self, text: str, exchange: str) -> dict[str, Any]:
+        """Answer like ``symbol_search/v3``: matches carry ``<em>`` highlight tags."""
+        needle = text.strip().upper()
+        matches = []
+        for inst in self.market.instruments:
+            if exchange and inst.exchange != exchange.upper():
+                continue
+            haystack = f"{inst.symbol} {inst.description}".upper()
+            if needle and needle not in haystack:
+                continue
+            symbol = inst.symbol.replace(needle, f"<em>{needle}</em>", 1) if needle else inst.symbol
+            matches.append(
+                {
+                    "symbol": symbol,
+                    "description": inst.description,
+                    "type": inst.type,
+                    "exchange": inst.exchange,
+                    "currency_code": inst.currency_code,
+                    "provider_id": "simulator",
+                }
+            )
+        return {"symbols": matches, "symbols_remaining": 0}
+
+    # -- websocket -----------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self.stats.connections += 1
+        session = _Connection(self, ws)
+        await session.run()
+
+    def resolve(self, resolve_string: str) -> Instrument | None:
+        try:
+            key = SymbolKey.from_ticker(resolve_string)
+        except InvalidSymbolError:
+            return None
+        return self.market.get(key)
+
+
+class _Connection:
+    """One client connection: its chart sessions and heartbeat bookkeeping."""
+
+    def __init__(self, sim: TradingViewSimulator, ws: ServerConnection) -> None:
+        self.sim = sim
+        self.ws = ws
+        self.resolved: dict[tuple[str, str], Instrument] = {}
+        self.last_echo = time.monotonic()
+        self.heartbeats_sent = 0
+
+    async def run(self) -> None:
+        greeting = {"session_id": "".join(random.choices(string.ascii_letters, k=16)), "release": "simulator"}
+        heart = asyncio.create_task(self._heartbeats())
+        try:
+            await self.ws.send(protocol.frame(json.dumps(greeting)))
+            async for message in self.ws:
+                if not isinstance(message, str):
+                    continue
+                try:
+                    packets = protocol.parse_message(message)
+                except protocol.ProtocolError as exc:
+                    await self.ws.send(protocol.encode("protocol_error", [str(exc)]))
+                    await self.ws.close()
+                    return
+                for packet in packets:
+                    if isinstance(packet, protocol.Heartbeat):
+                        self.last_echo = time.monotonic()
+                    elif isinstance(packet, protocol.Command):
+                        self.sim.stats.commands.append(packet.method)
+                        await self._command(packet)
+        except ConnectionClosed:
+            pass
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+
+    async def _heartbeats(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.sim._heartbeat_interval)
+                if time.monotonic() - self.last_echo > self.sim._heartbeat_timeout:
+                    self.sim.stats.heartbeat_disconnects += 1
+                    await self.ws.close(1000, "heartbeat not echoed")
+                    return
+                self.heartbeats_sent += 1
+                await self.ws.send(protocol.heartbeat(self.heartbeats_sent))
+
+    async def _command(self, cmd: protocol.Command) -> None:
+        p = cmd.params
+        if cmd.method == "resolve_symbol" and len(p) >= 3:
+            await self._resolve(str(p[0]), str(p[1]), str(p[2]))
+        elif cmd.method == "create_series" and len(p) >= 6:
+            await self._series(str(p[0]), str(p[1]), str(p[3]), str(p[4]), p[5])
+        elif cmd.method == "quote_add_symbols" and len(p) >= 2:
+            await self._quote_snapshot(str(p[0]), [s for s in p[1:] if isinstance(s, str)])
+
+    async def _resolve(self, cs: str, symbol_id: str, resolve_string: str) -> None:
+        instrument = self.sim.resolve(resolve_string)
+        if instrument is None:
+            await self.ws.send(protocol.encode("symbol_error", [cs, symbol_id, "invalid symbol"]))
+            return
+        self.resolved[(cs, symbol_id)] = instrument
+        await self.ws.send(protocol.encode("symbol_resolved", [cs, symbol_id, instrument.resolved()]))
+
+    async def _series(self, cs: str, series_id: str, symbol_id: str, resolution: str, n_bars: object) -> None:
+        instrument = self.resolved.get((cs, symbol_id))
+        if instrument is None:
+            await self.ws.send(protocol.encode("series_error", [cs, series_id, "resolve error"]))
+            return
+        try:
+            interval = Interval.parse(resolution)
+        except ValueError:
+            await self.ws.send(protocol.encode("series_error", [cs, series_id, f"invalid resolution {resolution}"]))
+            return
+        fault = self.sim.faults.get(instrument.key)
+        if fault is Fault.DROP:
+            await self.ws.close(1011, "simulated drop")
+            return
+        if fault is Fault.CRITICAL:
+            await self.ws.send(protocol.encode("critical_error", [cs, "simulated critical error"]))
+            await self.ws.close()
+            return
+        if fault is Fault.SERIES_ERROR:
+            await self.ws.send(protocol.encode("series_error", [cs, series_id, "simulated series error"]))
+            return
+        count = n_bars if isinstance(n_bars, int) and n_bars > 0 else 300
+        count = min(count, MAX_BARS_PER_SERIES)
+        now = int(self.sim.clock())
+        bars = [] if fault is Fault.EMPTY else self.sim.market.history(instrument, interval, count, now)
+        rows = []
+        for i, b in enumerate(bars):
+            values: list[float] = [float(b.time), b.open, b.high, b.low, b.close]
+            if instrument.has_volume:
+                values.append(b.volume)
+            rows.append({"i": i, "v": values})
+        update = {
+            series_id: {
+                "node": "sim",
+                "s": rows,
+                "ns": {"d": "", "indexes": []},
+                "t": series_id,
+                "lbs": {"bar_close_time": interval.next_start(now)} if bars else {},
+            }
+        }
+        self.sim.stats.series_served += 1
+        # Both answers in one websocket message: clients must split frames.
+        await self.ws.send(
+            protocol.encode_many(
+                ("timescale_update", [cs, update, {"index": len(rows) - 1, "zoffset": 0, "changes": []}]),
+                ("series_completed", [cs, series_id, "streaming", "s1"]),
+            )
+        )
+
+    async def _quote_snapshot(self, qs: str, tickers: list[str]) -> None:
+        frames = []
+        now = int(self.sim.clock())
+        for ticker in tickers:
+            instrument = self.sim.resolve(ticker)
+            if instrument is None:
+                frames.append(("qsd", [qs, {"n": ticker, "s": "error", "v": {}}]))
+                continue
+            price = self.sim.market.price(instrument, now)
+            values = {
+                "lp": price,
+                "lp_time": now,
+                "description": instrument.description,
+                "exchange": instrument.exchange,
+                "type": instrument.type,
+                "currency_code": instrument.currency_code,
+                "pricescale": 10**instrument.decimals,
+            }
+            frames.append(("qsd", [qs, {"n": ticker, "s": "ok", "v": values}]))
+            frames.append(("quote_completed", [qs, ticker]))
+        if frames:
+            await self.ws.send(protocol.encode_many(*frames))

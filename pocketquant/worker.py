@@ -1,0 +1,57 @@
+"""The arq worker: builds a Worker whose start-up opens the clients and whose
+shutdown closes them (or borrows already-open ones, in `pocketquant dev`)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from pocketquant.history.dispatch import SYNC_FUNCTION
+from pocketquant.history.jobs import cron_jobs, sync_series
+from pocketquant.resources import Resources, open_resources
+from pocketquant.settings import Settings
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    resources: Resources | None = None,
+    burst: bool = False,
+    poll_delay: float = 0.5,
+    handle_signals: bool = True,
+) -> Worker:
+    exit_stack = contextlib.AsyncExitStack()
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["resources"] = resources or await exit_stack.enter_async_context(open_resources(settings))
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await exit_stack.aclose()
+
+    return Worker(
+        functions=[func(sync_series, name=SYNC_FUNCTION, max_tries=settings.sync_max_tries)],
+        cron_jobs=cron_jobs(settings),
+        queue_name=settings.queue_name,
+        redis_settings=RedisSettings.from_dsn(settings.required_redis_url()),
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        burst=burst,
+        poll_delay=poll_delay,
+        handle_signals=handle_signals,
+        job_timeout=settings.sync_job_timeout_seconds,
+        keep_result=settings.sync_result_ttl_seconds,
+        max_tries=settings.sync_max_tries,
+        health_check_interval=settings.worker_health_check_seconds,
+        timezone=UTC,
+    )
+
+
+def health_check_key(settings: Settings) -> str:
+    """Where arq's worker writes its periodic health report (see arq.constants)."""
+    from arq.constants import health_check_key_suffix
+
+    return settings.queue_name + health_check_key_suffix
