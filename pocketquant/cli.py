@@ -66,7 +66,9 @@ def dev(
     """API + worker in one process, on embedded MongoDB and Redis unless MONGODB_URL / REDIS_URL are set."""
     _logging(verbose)
     settings = Settings()
-    settings = settings.model_copy(update={"host": host or settings.host, "port": settings.port if port is None else port})
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": settings.port if port is None else port}
+    )
     asyncio.run(_dev(settings, simulate))
 
 

@@ -75,8 +75,9 @@ async def ready(request: Request) -> JSONResponse:
     wait in the queue) but does not take the API out of rotation: reads still work."""
     checks = await component_checks(request.state.resources)
     is_ready = checks["mongodb"]["ok"] and checks["redis"]["ok"]
-    return JSONResponse({"status": "ready" if is_ready else "unavailable", "components": checks},
-                        status_code=200 if is_ready else 503)
+    return JSONResponse(
+        {"status": "ready" if is_ready else "unavailable", "components": checks}, status_code=200 if is_ready else 503
+    )
 
 
 def create_app(settings: Settings, resources: Resources | None = None) -> Starlette:

@@ -33,10 +33,9 @@ class UpstreamUnavailableError(UserFacingError):
 
 
 def should_mask_error(error: GraphQLError) -> bool:
-    """Mask exceptions raised by our code unless they are meant for the user.
-    Errors without an original exception (parse and validation errors) are the
-    client's own and stay visible."""
-    original = error.original_error
-    if original is None:
+    """Mask what our resolvers raised unless it is meant for the user. Errors outside
+    execution (syntax, validation, variable coercion: they have no ``path``) are the
+    client's own mistakes and stay visible."""
+    if error.path is None:
         return False
-    return not isinstance(original, UserFacingError)
+    return not isinstance(error.original_error, UserFacingError)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from pocketquant.api.errors import should_mask_error
+from pocketquant.api.scalars import SCALAR_MAP
 from pocketquant.history.graphql.mutations import HistoryMutation
 from pocketquant.history.graphql.queries import HistoryQuery
 from pocketquant.settings import Settings
@@ -20,11 +22,13 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
-            QueryDepthLimiter(max_depth=settings.max_query_depth),
-            MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-            MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
-            MaskErrors(should_mask_error=should_mask_error, error_message="Internal server error."),
+            # Factories: each request gets fresh extension instances.
+            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+            lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+            lambda: MaskErrors(should_mask_error=should_mask_error, error_message="Internal server error."),
         ],
     )
 

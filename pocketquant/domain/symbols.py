@@ -36,9 +36,7 @@ class SymbolKey:
                 f"malformed exchange {exchange!r}: use 1-32 letters, digits or '_' (e.g. NASDAQ)", "exchange"
             )
         if not _SYMBOL.fullmatch(sym):
-            raise InvalidSymbolError(
-                f"malformed symbol {symbol!r}: use 1-48 letters, digits or . _ ! & - (e.g. AAPL)"
-            )
+            raise InvalidSymbolError(f"malformed symbol {symbol!r}: use 1-48 letters, digits or . _ ! & - (e.g. AAPL)")
         return cls(ex, sym)
 
     @classmethod

@@ -49,8 +49,13 @@ class SyncDispatcher:
             if not await self._pool.exists(job_key_prefix + job_id):
                 await self._pool.delete(result_key_prefix + job_id)
             job = await self._pool.enqueue_job(
-                SYNC_FUNCTION, series.exchange, series.symbol, series.interval.value, n_bars,
-                _job_id=job_id, _queue_name=self._queue,
+                SYNC_FUNCTION,
+                series.exchange,
+                series.symbol,
+                series.interval.value,
+                n_bars,
+                _job_id=job_id,
+                _queue_name=self._queue,
             )
             if job is not None:
                 return Enqueued(job_id, deduplicated=False)

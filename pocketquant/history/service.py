@@ -78,8 +78,14 @@ class SyncService:
             log.warning("sync %s failed: %s", series, exc)
             await status.update_one(
                 _status_key(series),
-                {"$set": {"state": "failed", "last_error": str(exc), "last_error_kind": exc.kind,
-                          "last_error_at": self._clock()}},
+                {
+                    "$set": {
+                        "state": "failed",
+                        "last_error": str(exc),
+                        "last_error_kind": exc.kind,
+                        "last_error_at": self._clock(),
+                    }
+                },
             )
             raise
         write = await self._store.write(series, fetched.bars)
@@ -89,20 +95,28 @@ class SyncService:
         stats = await self._store.stats(series)
         await status.update_one(
             _status_key(series),
-            {"$set": {
-                "state": "succeeded",
-                "last_success_at": self._clock(),
-                "bar_count": stats.bar_count,
-                "first_bar_at": _ts(stats.first),
-                "last_bar_at": _ts(stats.last),
-                "last_bars_fetched": len(fetched.bars),
-                "last_bars_inserted": write.bars_inserted,
-                "last_bars_updated": write.bars_updated,
-                "last_chunks_written": write.chunks_written,
-            }},
+            {
+                "$set": {
+                    "state": "succeeded",
+                    "last_success_at": self._clock(),
+                    "bar_count": stats.bar_count,
+                    "first_bar_at": _ts(stats.first),
+                    "last_bar_at": _ts(stats.last),
+                    "last_bars_fetched": len(fetched.bars),
+                    "last_bars_inserted": write.bars_inserted,
+                    "last_bars_updated": write.bars_updated,
+                    "last_chunks_written": write.chunks_written,
+                }
+            },
         )
-        log.info("synced %s: %d fetched, %d new, %d updated, %d chunks written",
-                 series, len(fetched.bars), write.bars_inserted, write.bars_updated, write.chunks_written)
+        log.info(
+            "synced %s: %d fetched, %d new, %d updated, %d chunks written",
+            series,
+            len(fetched.bars),
+            write.bars_inserted,
+            write.bars_updated,
+            write.chunks_written,
+        )
         return SyncOutcome(series, len(fetched.bars), write, stats.bar_count, stats.first, stats.last)
 
     async def _remember_symbol(self, series: SeriesKey, metadata: SymbolMetadata | None) -> None:

@@ -78,10 +78,7 @@ class BarStore:
         if not groups:
             return WriteResult()
         key = self._key(series)
-        existing = {
-            doc["start"]: doc
-            async for doc in self._collection.find({**key, "start": {"$in": sorted(groups)}})
-        }
+        existing = {doc["start"]: doc async for doc in self._collection.find({**key, "start": {"$in": sorted(groups)}})}
         totals = [0, 0, 0, 0]
         for start, rows in groups.items():
             incoming = {bars.t[i]: (bars.o[i], bars.h[i], bars.l[i], bars.c[i], bars.v[i]) for i in rows}
@@ -100,7 +97,11 @@ class BarStore:
         incoming: dict[int, tuple[float, float, float, float, float]],
     ) -> tuple[int, int, int, int]:
         for _ in range(_MAX_CONFLICT_RETRIES):
-            merged = dict(zip(doc["t"], zip(doc["o"], doc["h"], doc["l"], doc["c"], doc["v"], strict=True), strict=True)) if doc else {}
+            merged = (
+                dict(zip(doc["t"], zip(doc["o"], doc["h"], doc["l"], doc["c"], doc["v"], strict=True), strict=True))
+                if doc
+                else {}
+            )
             inserted = updated = unchanged = 0
             for t, row in incoming.items():
                 old = merged.get(t)

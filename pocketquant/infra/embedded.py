@@ -71,26 +71,41 @@ async def _redis_server_process(binary: str, data_dir: Path | None) -> AsyncIter
     with tempfile.TemporaryDirectory(prefix="pocketquant-redis-") as scratch:
         workdir = data_dir if data_dir is not None else Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(workdir), "--protected-mode", "yes"]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        args = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--protected-mode",
+            "yes",
+        ]
+        proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             await _wait_for_port(port, proc)
             url = f"redis://127.0.0.1:{port}/0"
             log.info("embedded Redis (redis-server) at %s", url)
             yield url
         finally:
-            proc.terminate()
-            try:
-                await asyncio.to_thread(proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
 
 
-async def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+async def _wait_for_port(port: int, proc: asyncio.subprocess.Process) -> None:
     for _ in range(200):
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.returncode is not None:
+            err = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
             raise RuntimeError(f"redis-server exited at start: {err.strip()}")
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -45,6 +45,7 @@ class Fault(enum.Enum):
     EMPTY = "empty"  # the series completes with no bars
     DROP = "drop"  # the connection is closed without an answer
     CRITICAL = "critical_error"  # a fatal protocol-level error
+    CORRUPT = "corrupt"  # one bar has high below low
 
 
 @dataclass
@@ -68,15 +69,19 @@ class TradingViewSimulator:
         port: int = 0,
         heartbeat_interval: float = 10.0,
         heartbeat_timeout: float = 30.0,
+        series_delay: float = 0.0,
     ) -> None:
         self.market = market or SimulatedMarket()
         self.clock = clock
         self.faults: dict[SymbolKey, Fault] = {}
+        # Faults that apply to the next N series requests of a symbol only.
+        self.fault_budget: dict[SymbolKey, tuple[Fault, int]] = {}
         self.stats = SimulatorStats()
         self._host = host
         self._port = port
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
+        self.series_delay = series_delay
         self._server: Server | None = None
 
     async def __aenter__(self) -> TradingViewSimulator:
@@ -156,6 +161,19 @@ class TradingViewSimulator:
         session = _Connection(self, ws)
         await session.run()
 
+    def fail_next(self, key: SymbolKey, fault: Fault, times: int) -> None:
+        self.fault_budget[key] = (fault, times)
+
+    def take_fault(self, key: SymbolKey) -> Fault | None:
+        if key in self.fault_budget:
+            fault, left = self.fault_budget[key]
+            if left <= 1:
+                del self.fault_budget[key]
+            else:
+                self.fault_budget[key] = (fault, left - 1)
+            return fault
+        return self.faults.get(key)
+
     def resolve(self, resolve_string: str) -> Instrument | None:
         try:
             key = SymbolKey.from_ticker(resolve_string)
@@ -177,6 +195,10 @@ class _Connection:
     async def run(self) -> None:
         greeting = {"session_id": "".join(random.choices(string.ascii_letters, k=16)), "release": "simulator"}
         heart = asyncio.create_task(self._heartbeats())
+        # Commands run in order on their own task, so a slow answer never stops us
+        # from reading heartbeat echoes (as on the real server).
+        commands: asyncio.Queue[protocol.Command] = asyncio.Queue()
+        processor = asyncio.create_task(self._process(commands))
         try:
             await self.ws.send(protocol.frame(json.dumps(greeting)))
             async for message in self.ws:
@@ -193,13 +215,19 @@ class _Connection:
                         self.last_echo = time.monotonic()
                     elif isinstance(packet, protocol.Command):
                         self.sim.stats.commands.append(packet.method)
-                        await self._command(packet)
+                        commands.put_nowait(packet)
         except ConnectionClosed:
             pass
         finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
+            for task in (heart, processor):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _process(self, commands: asyncio.Queue[protocol.Command]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self._command(await commands.get())
 
     async def _heartbeats(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -239,7 +267,7 @@ class _Connection:
         except ValueError:
             await self.ws.send(protocol.encode("series_error", [cs, series_id, f"invalid resolution {resolution}"]))
             return
-        fault = self.sim.faults.get(instrument.key)
+        fault = self.sim.take_fault(instrument.key)
         if fault is Fault.DROP:
             await self.ws.close(1011, "simulated drop")
             return
@@ -250,10 +278,15 @@ class _Connection:
         if fault is Fault.SERIES_ERROR:
             await self.ws.send(protocol.encode("series_error", [cs, series_id, "simulated series error"]))
             return
+        if self.sim.series_delay:
+            await asyncio.sleep(self.sim.series_delay)
         count = n_bars if isinstance(n_bars, int) and n_bars > 0 else 300
         count = min(count, MAX_BARS_PER_SERIES)
         now = int(self.sim.clock())
         bars = [] if fault is Fault.EMPTY else self.sim.market.history(instrument, interval, count, now)
+        if fault is Fault.CORRUPT and bars:
+            b = bars[-1]
+            bars[-1] = type(b)(b.time, b.open, b.low - 1, b.high + 1, b.close, b.volume)
         rows = []
         for i, b in enumerate(bars):
             values: list[float] = [float(b.time), b.open, b.high, b.low, b.close]

@@ -181,7 +181,7 @@ class _InspectingSocket:
             self._seen.completed = True
 
 
-class _Datafeed(TvDatafeed):  # type: ignore[misc]  # tvdatafeed ships no type hints
+class _Datafeed(TvDatafeed):
     """tvdatafeed pointed at a configurable endpoint, with a recording socket.
 
     ``TvDatafeed.__init__`` is not called on purpose: it reads a token cache from the
@@ -201,7 +201,7 @@ class _Datafeed(TvDatafeed):  # type: ignore[misc]  # tvdatafeed ships no type h
         self._ticker = ticker
 
     @contextmanager
-    def _websocket_connection(self) -> Iterator[_InspectingSocket]:
+    def _websocket_connection(self) -> Iterator[_InspectingSocket]:  # type: ignore[override]  # duck-typed socket
         try:
             ws = create_connection(self._url, origin=self._origin, timeout=self._timeout)
         except (WebSocketException, OSError) as exc:

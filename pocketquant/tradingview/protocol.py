@@ -30,7 +30,7 @@ def _advance_utf16(text: str, start: int, units: int) -> int:
     remaining = units
     # Fast path: most payloads are within the BMP, where a unit is a character.
     chunk = text[i : i + remaining]
-    if utf16_len(chunk) == remaining:
+    if len(chunk) == remaining and utf16_len(chunk) == remaining:
         return i + remaining
     while remaining > 0:
         if i >= len(text):

@@ -86,7 +86,9 @@ class HistoryMutation:
             return _invalid(exc)
         return await _enqueue(info, SeriesKey.of(key, input.interval.to_domain()), n_bars)
 
-    @strawberry.mutation(description="Sync several symbols at several intervals. All inputs are checked before anything is queued.")
+    @strawberry.mutation(
+        description="Sync several symbols at several intervals. All inputs are checked before anything is queued."
+    )
     async def sync_symbols(self, info: Info, input: SyncSymbolsInput) -> SyncSymbolsResult:
         settings = info.context.resources.settings
         try:
@@ -94,7 +96,8 @@ class HistoryMutation:
                 raise BadUserInputError("give at least one symbol", field="symbols")
             if len(input.symbols) > settings.sync_many_max_symbols:
                 raise BadUserInputError(
-                    f"at most {settings.sync_many_max_symbols} symbols per call, got {len(input.symbols)}", field="symbols"
+                    f"at most {settings.sync_many_max_symbols} symbols per call, got {len(input.symbols)}",
+                    field="symbols",
                 )
             if not input.intervals:
                 raise BadUserInputError("give at least one interval", field="intervals")
@@ -147,7 +150,9 @@ class HistoryMutation:
         )
         if before is None:
             return InvalidInput(message=f"{key.ticker} is not a known symbol", field="symbol")
-        return SymbolUntracked(symbol=SymbolType.from_document(await _record(key)), was_tracked=bool(before.get("tracked")))
+        return SymbolUntracked(
+            symbol=SymbolType.from_document(await _record(key)), was_tracked=bool(before.get("tracked"))
+        )
 
 
 async def _record(key: SymbolKey) -> SymbolRecord:

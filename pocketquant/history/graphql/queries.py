@@ -77,7 +77,10 @@ class HistoryQuery:
         symbol: str,
         interval: IntervalEnum,
         from_: Annotated[
-            datetime | None, strawberry.argument(name="from", description="Earliest bar time (inclusive). ISO 8601; no offset means UTC.")
+            datetime | None,
+            strawberry.argument(
+                name="from", description="Earliest bar time (inclusive). ISO 8601; no offset means UTC."
+            ),
         ] = None,
         to: Annotated[datetime | None, strawberry.argument(description="Latest bar time (inclusive).")] = None,
         first: Annotated[int | None, strawberry.argument(description="Page size (default 500, at most 5000).")] = None,
@@ -86,7 +89,9 @@ class HistoryQuery:
     ) -> BarPage:
         settings = info.context.resources.settings
         key = inputs.symbol_key(exchange, symbol)
-        limit = inputs.bounded(settings.page_size_default if first is None else first, 1, settings.page_size_max, "first")
+        limit = inputs.bounded(
+            settings.page_size_default if first is None else first, 1, settings.page_size_max, "first"
+        )
         lo, hi = inputs.time_range(from_, to)
         newest_first = order is BarOrder.NEWEST_FIRST
         if after is not None:
@@ -110,7 +115,9 @@ class HistoryQuery:
 
     @strawberry.field(description="Symbols that are re-synced on schedule, by exchange and symbol.")
     async def tracked_symbols(
-        self, first: int = 100, after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None
+        self,
+        first: int = 100,
+        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
     ) -> SymbolPage:
         limit = inputs.bounded(first, 1, MAX_SYMBOL_PAGE, "first")
         query = {"tracked": True} | _symbol_filter_after(after)
@@ -143,12 +150,16 @@ class HistoryQuery:
         except ProviderError as exc:
             raise UpstreamUnavailableError(str(exc)) from exc
         return [
-            SymbolSearchResult(exchange=m.exchange, symbol=m.symbol, description=m.description, type=m.type, currency=m.currency)
+            SymbolSearchResult(
+                exchange=m.exchange, symbol=m.symbol, description=m.description, type=m.type, currency=m.currency
+            )
             for m in matches
         ]
 
     @strawberry.field(description="Sync status of a symbol's series (all intervals, or one).")
-    async def sync_status(self, exchange: str, symbol: str, interval: IntervalEnum | None = None) -> list[SyncStatusType]:
+    async def sync_status(
+        self, exchange: str, symbol: str, interval: IntervalEnum | None = None
+    ) -> list[SyncStatusType]:
         key = inputs.symbol_key(exchange, symbol)
         query: dict[str, Any] = {"exchange": key.exchange, "symbol": key.symbol}
         if interval is not None:

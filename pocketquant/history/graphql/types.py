@@ -79,7 +79,15 @@ class BarPage:
     def bars(self) -> list[Bar]:
         d = self.data
         return [
-            Bar(time=datetime.fromtimestamp(t, UTC), timestamp=EpochSeconds(t), open=o, high=h, low=lo, close=c, volume=v)
+            Bar(
+                time=datetime.fromtimestamp(t, UTC),
+                timestamp=EpochSeconds(t),
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+                volume=v,
+            )
             for t, o, h, lo, c, v in zip(d.t, d.o, d.h, d.l, d.c, d.v, strict=True)
         ]
 
@@ -159,7 +167,9 @@ class SymbolType:
     @strawberry.field(description="Sync status of each interval of this symbol.")
     async def sync_status(self) -> list[SyncStatusType]:
         docs = await SyncStatus.find(SyncStatus.exchange == self.exchange, SyncStatus.symbol == self.symbol).to_list()
-        return [SyncStatusType.from_document(d) for d in sorted(docs, key=lambda d: Interval(d.interval).nominal_seconds)]
+        return [
+            SyncStatusType.from_document(d) for d in sorted(docs, key=lambda d: Interval(d.interval).nominal_seconds)
+        ]
 
     @classmethod
     def from_document(cls, doc: SymbolRecord) -> SymbolType:
@@ -228,9 +238,11 @@ class SyncJobResult:
         if not success or not isinstance(result, dict):
             # The job raised: the worker hit an error that retries did not cure.
             return cls(ok=False, error="the sync job failed unexpectedly; see the worker log", error_kind="internal")
+
         def when(key: str) -> datetime | None:
             value = result.get(key)
             return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
+
         return cls(
             ok=bool(result.get("ok")),
             error=result.get("error"),

@@ -1,0 +1,53 @@
+"""Schema drift, health and readiness."""
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import httpx
+from arq.worker import Worker
+from pymongo import AsyncMongoClient
+
+from pocketquant.api.app import create_app
+from pocketquant.api.schema import schema_sdl
+from pocketquant.resources import Resources
+from tests.utils.server import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schema_graphql_matches_the_code() -> None:
+    committed = (ROOT / "schema.graphql").read_text(encoding="utf-8")
+    assert committed == schema_sdl(), "schema.graphql is stale: run `pocketquant export-schema -o schema.graphql`"
+
+
+async def test_health_and_ready_report_every_component(api_url: str, worker: Worker) -> None:
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        for _ in range(100):  # the worker writes its first report right after start-up
+            health = (await http.get("/health")).json()
+            if health["components"]["worker"]["ok"]:
+                break
+            await asyncio.sleep(0.05)
+        assert health["status"] == "ok"
+        assert {k: v["ok"] for k, v in health["components"].items()} == {"mongodb": True, "redis": True, "worker": True}
+        assert "j_complete" in health["components"]["worker"]["report"]
+        response = await http.get("/ready")
+        assert response.status_code == 200
+        assert response.json()["status"] == "ready"
+
+
+async def test_ready_is_503_when_mongodb_is_down_and_reports_a_missing_worker(resources: Resources) -> None:
+    dead_mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:9/?directConnection=true", serverSelectionTimeoutMS=200
+    )
+    app = create_app(resources.settings, dataclasses.replace(resources, mongo=dead_mongo))
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.get("/ready")
+    await dead_mongo.close()
+    body = response.json()
+    assert response.status_code == 503
+    assert body["status"] == "unavailable"
+    assert body["components"]["mongodb"]["ok"] is False
+    assert "error" in body["components"]["mongodb"]
+    assert body["components"]["redis"]["ok"] is True
+    assert body["components"]["worker"] == {"ok": False, "error": "no worker has reported recently"}

@@ -1,0 +1,32 @@
+"""docker-compose.yml parses with the real Compose binary and starts every process
+with a real `pocketquant` command. (No Docker engine runs here, so nothing is started.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.main import get_command
+
+from pocketquant.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = Path(sys.executable).parent / "docker-compose"
+
+
+def test_compose_file_is_valid_and_names_every_process() -> None:
+    result = subprocess.run(
+        [str(COMPOSE), "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"mongo", "redis", "api", "worker"} <= set(services)
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]  # a click Group
+    processes = {name: svc["command"] for name, svc in services.items() if svc["command"][0] == "pocketquant"}
+    assert processes["api"] == ["pocketquant", "api"]
+    assert processes["worker"] == ["pocketquant", "worker"]
+    for name, command in processes.items():
+        assert command[1] in commands, f"{name} runs unknown command {command}"
+        env = services[name]["environment"]
+        assert env["MONGODB_URL"].startswith("mongodb://mongo:") and env["REDIS_URL"].startswith("redis://redis:")
+        assert set(services[name]["depends_on"]) == {"mongo", "redis"}
