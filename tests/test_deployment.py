@@ -28,5 +28,6 @@ def test_compose_file_is_valid_and_names_every_process() -> None:
     for name, command in processes.items():
         assert command[1] in commands, f"{name} runs unknown command {command}"
         env = services[name]["environment"]
-        assert env["MONGODB_URL"].startswith("mongodb://mongo:") and env["REDIS_URL"].startswith("redis://redis:")
+        assert env["MONGODB_URL"].startswith("mongodb://mongo:")
+        assert env["REDIS_URL"].startswith("redis://redis:")
         assert set(services[name]["depends_on"]) == {"mongo", "redis"}
