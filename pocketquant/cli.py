@@ -75,7 +75,7 @@ def dev(
 async def _dev(settings: Settings, simulate: bool) -> None:
     from pocketquant.api.app import create_app
     from pocketquant.resources import open_resources
-    from pocketquant.worker import build_worker
+    from pocketquant.worker import build_worker, stop_worker
 
     async with _embedded(settings, simulate) as settings, open_resources(settings) as resources:
         worker = build_worker(settings, resources=resources, handle_signals=False)
@@ -89,10 +89,7 @@ async def _dev(settings: Settings, simulate: bool) -> None:
         try:
             await server.serve()
         finally:
-            worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
-            await worker.close()
+            await stop_worker(worker, worker_task)
 
 
 @app.command()
@@ -195,6 +192,20 @@ def export_schema(
     else:
         output.write_text(sdl, encoding="utf-8")
         console.print(f"wrote {output}")
+
+
+@app.command()
+def bench(
+    runs: Annotated[int, typer.Option(min=1, max=5, help="Symbols to store (one run each).")] = 5,
+    requests: Annotated[int, typer.Option(min=5, help="HTTP requests per GraphQL measurement.")] = 60,
+) -> None:
+    """Measure storage and GraphQL paging on this machine, on embedded services."""
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("tvDatafeed").setLevel(logging.CRITICAL)
+    from pocketquant.bench import render, run
+
+    console.print(f"running benchmarks ({runs} store runs, {requests} requests per query) ...")
+    print(render(asyncio.run(run(runs, requests))))
 
 
 @app.command()

@@ -3,6 +3,7 @@ shutdown closes them (or borrows already-open ones, in `pocketquant dev`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC
 from typing import Any
@@ -55,3 +56,24 @@ def health_check_key(settings: Settings) -> str:
     from arq.constants import health_check_key_suffix
 
     return settings.queue_name + health_check_key_suffix
+
+
+async def stop_worker(worker: Worker, run_task: asyncio.Task[None], grace_seconds: float = 10.0) -> None:
+    """Stop a worker started with ``async_run()`` in a task of ours.
+
+    Stops polling, lets in-flight jobs finish for up to ``grace_seconds``, cancels the
+    rest (they stay queued and run again once their in-progress marker expires), then
+    closes. arq's own ``close()`` cancels in-flight jobs and re-raises their
+    cancellation, which would skip its shutdown hook.
+    """
+    run_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_task
+    in_flight = [t for t in worker.tasks.values() if not t.done()]
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=grace_seconds)
+    for task in in_flight:
+        task.cancel()
+    await asyncio.gather(*in_flight, return_exceptions=True)
+    worker.tasks = {job_id: t for job_id, t in worker.tasks.items() if not t.cancelled()}
+    await worker.close()

@@ -5,7 +5,6 @@ that consumes the queue."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import time
@@ -17,14 +16,14 @@ import pytest
 from arq.worker import Worker
 
 from pocketquant.api.app import create_app
+from pocketquant.api.serving import serve
 from pocketquant.infra.embedded import embedded_mongodb, embedded_redis
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
 from pocketquant.simulator import TradingViewSimulator
-from pocketquant.worker import build_worker
+from pocketquant.worker import build_worker, stop_worker
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
-from tests.utils.server import serve
 
 # 2026-11-20 14:37:30 UTC: mid-bar for every interval, so the newest bar is in progress.
 SIM_START = 1_795_185_450.0
@@ -99,10 +98,7 @@ async def worker(settings: Settings, resources: Resources) -> AsyncIterator[Work
     arq_worker = build_worker(settings, resources=resources, poll_delay=0.02, handle_signals=False)
     task = asyncio.create_task(arq_worker.async_run())
     yield arq_worker
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await arq_worker.close()
+    await stop_worker(arq_worker, task)
 
 
 @pytest.fixture

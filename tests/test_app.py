@@ -10,8 +10,8 @@ from pymongo import AsyncMongoClient
 
 from pocketquant.api.app import create_app
 from pocketquant.api.schema import schema_sdl
+from pocketquant.api.serving import serve
 from pocketquant.resources import Resources
-from tests.utils.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 

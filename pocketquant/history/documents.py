@@ -35,10 +35,12 @@ class SymbolRecord(Document):
 
 
 class BarChunk(Document):
-    """Up to ``chunk_size`` consecutive bars of one series, as column arrays.
+    """Up to ``chunk_size`` consecutive bars of one series, as columns.
 
     ``start`` is the chunk's aligned start time (epoch seconds); ``first``/``last`` are
     the times of its oldest and newest bar; ``version`` guards concurrent writers.
+    Columns are packed little-endian arrays (see ``history/codec.py``): ``t`` int64
+    epoch seconds, ``o h l c v`` float64, ``n`` entries each, oldest first.
     """
 
     exchange: str
@@ -49,12 +51,12 @@ class BarChunk(Document):
     last: int
     n: int
     version: int = 1
-    t: list[int]
-    o: list[float]
-    h: list[float]
-    l: list[float]  # noqa: E741 - the UDF column name
-    c: list[float]
-    v: list[float]
+    t: bytes
+    o: bytes
+    h: bytes
+    l: bytes  # noqa: E741 - the UDF column name
+    c: bytes
+    v: bytes
 
     class Settings:
         name = "bar_chunks"

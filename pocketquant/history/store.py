@@ -17,9 +17,17 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from pocketquant.domain import BarColumns, SeriesKey
+from pocketquant.history.codec import pack_times, pack_values, unpack_times, unpack_values
 from pocketquant.history.documents import BarChunk
 
 _COLUMNS = ("t", "o", "h", "l", "c", "v")
+_VALUES = _COLUMNS[1:]
+
+
+def _decode(doc: Mapping[str, Any]) -> BarColumns:
+    return BarColumns(unpack_times(doc["t"]), *(unpack_values(doc[name]) for name in _VALUES))
+
+
 _MAX_CONFLICT_RETRIES = 8
 
 
@@ -97,11 +105,11 @@ class BarStore:
         incoming: dict[int, tuple[float, float, float, float, float]],
     ) -> tuple[int, int, int, int]:
         for _ in range(_MAX_CONFLICT_RETRIES):
-            merged = (
-                dict(zip(doc["t"], zip(doc["o"], doc["h"], doc["l"], doc["c"], doc["v"], strict=True), strict=True))
-                if doc
-                else {}
-            )
+            merged: dict[int, tuple[float, float, float, float, float]] = {}
+            if doc is not None:
+                old_bars = _decode(doc)
+                rows = zip(old_bars.o, old_bars.h, old_bars.l, old_bars.c, old_bars.v, strict=True)
+                merged = dict(zip(old_bars.t, rows, strict=True))
             inserted = updated = unchanged = 0
             for t, row in incoming.items():
                 old = merged.get(t)
@@ -116,9 +124,9 @@ class BarStore:
             if inserted == 0 and updated == 0:
                 return 0, 0, unchanged, 0
             times = sorted(merged)
-            fields: dict[str, Any] = {"t": times, "first": times[0], "last": times[-1], "n": len(times)}
-            for j, name in enumerate(_COLUMNS[1:]):
-                fields[name] = [merged[t][j] for t in times]
+            fields: dict[str, Any] = {"t": pack_times(times), "first": times[0], "last": times[-1], "n": len(times)}
+            for j, name in enumerate(_VALUES):
+                fields[name] = pack_values([merged[t][j] for t in times])
             if doc is None:
                 try:
                     await self._collection.insert_one({**key, "start": start, "version": 1, **fields})
@@ -154,22 +162,25 @@ class BarStore:
         if start is not None:
             query["start"]["$gte"] = self.chunk_start(series, lo)
         projection = dict.fromkeys(_COLUMNS, 1) | {"_id": 0}
-        cursor = self._collection.find(query, projection).sort("start", -1 if newest_first else 1).batch_size(4)
-        out = BarColumns()
         wanted = limit + 1  # one more tells whether there is a next page
+        # Ask for about as many chunks as the page needs in the first batch, not more:
+        # each one costs a decode.
+        batch = min(100, wanted // self._chunk_size + 2)
+        cursor = self._collection.find(query, projection).sort("start", -1 if newest_first else 1).batch_size(batch)
+        out = BarColumns()
         async for doc in cursor:
-            ts: list[int] = doc["t"]
-            i = bisect.bisect_left(ts, lo)
-            j = bisect.bisect_right(ts, hi)
+            chunk = _decode(doc)
+            i = bisect.bisect_left(chunk.t, lo)
+            j = bisect.bisect_right(chunk.t, hi)
             need = wanted - len(out)
             if newest_first:
                 a = max(i, j - need)
                 for name in _COLUMNS:
-                    getattr(out, name).extend(reversed(doc[name][a:j]))
+                    getattr(out, name).extend(reversed(getattr(chunk, name)[a:j]))
             else:
                 b = min(j, i + need)
                 for name in _COLUMNS:
-                    getattr(out, name).extend(doc[name][i:b])
+                    getattr(out, name).extend(getattr(chunk, name)[i:b])
             if len(out) >= wanted:
                 break
         await cursor.close()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import strawberry
 from arq.jobs import JobStatus
 
-from pocketquant.api.scalars import EpochSeconds
+from pocketquant.api.scalars import EpochSeconds, EpochSecondsArray, FloatArray
 from pocketquant.domain import BarColumns, Interval
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 
@@ -57,12 +57,12 @@ class Bar:
 
 @strawberry.type(name="BarColumns", description="Bars as parallel arrays (the layout of TradingView's UDF `/history`).")
 class BarColumnsType:
-    t: list[EpochSeconds] = strawberry.field(description="Bar open times, epoch seconds.")
-    o: list[float]
-    h: list[float]
-    l: list[float]  # noqa: E741 - the UDF column name
-    c: list[float]
-    v: list[float]
+    t: EpochSecondsArray = strawberry.field(description="Bar open times, epoch seconds (UTC).")
+    o: FloatArray
+    h: FloatArray
+    l: FloatArray  # noqa: E741 - the UDF column name
+    c: FloatArray
+    v: FloatArray
 
 
 @strawberry.type(description="A page of bars, oldest or newest first, with a cursor to the next page.")
@@ -94,7 +94,14 @@ class BarPage:
     @strawberry.field(description="The bars as columns: cheaper to produce and to transfer.")
     def columns(self) -> BarColumnsType:
         d = self.data
-        return BarColumnsType(t=d.t, o=d.o, h=d.h, l=d.l, c=d.c, v=d.v)  # type: ignore[arg-type]
+        return BarColumnsType(
+            t=EpochSecondsArray(d.t),
+            o=FloatArray(d.o),
+            h=FloatArray(d.h),
+            l=FloatArray(d.l),
+            c=FloatArray(d.c),
+            v=FloatArray(d.v),
+        )
 
 
 @strawberry.enum(description="Outcome of the latest sync of a series.")

@@ -1,4 +1,5 @@
-"""Serve an ASGI app with uvicorn on a free loopback port, for the length of a block."""
+"""Serve an ASGI app with uvicorn on a free loopback port for the length of a block
+(tests and the benchmark use it; the CLI runs uvicorn itself)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ async def serve(app: Starlette) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        while not server.started:  # uvicorn offers no start-up event to wait on
             if task.done():
                 task.result()
                 raise RuntimeError("uvicorn stopped before it started")
