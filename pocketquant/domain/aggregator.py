@@ -1,0 +1,226 @@
+"""Ticks to bars at several intervals, for many symbols. Pure: no I/O, no clock.
+
+Policy, stated once:
+
+- Bars align to UTC boundaries (``Interval.floor``). A bar opens with its first tick.
+- Per-tick volume is the increase of TradingView's running session ``volume``. The first
+  tick of a symbol has no previous total, so it adds nothing; a total lower than the
+  previous one starts a new session, and the new total is the volume since then (never
+  a negative volume).
+- A bar closes when its interval has ended: at the first tick past its end, or when the
+  injected clock (``on_time``) passes its end plus ``close_delay``, whichever comes
+  first, so a quiet symbol's bar still closes on time. Closed bars go to the handler.
+- The first bar of a symbol at each interval is ``partial``: the stream started during
+  it, so its open, high, low and volume may miss earlier trades.
+- A tick older than the current (or last closed) bar of an interval is late for that
+  interval: closed bars are final, so its price is not applied there; it is counted
+  (``late_ticks``, per symbol and interval) and its volume still goes into the current
+  bar (or the next one, between bars), so session volume is never lost. A tick is late for some intervals and on time
+  for longer ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from pocketquant.domain.intervals import Interval
+from pocketquant.domain.symbols import SymbolKey
+
+DEFAULT_LIVE_INTERVALS = (
+    Interval.MINUTE_1,
+    Interval.MINUTE_5,
+    Interval.MINUTE_15,
+    Interval.HOUR_1,
+    Interval.HOUR_4,
+    Interval.DAY_1,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBar:
+    """A bar of a live series: in progress (``closed=False``) or final."""
+
+    key: SymbolKey
+    interval: Interval
+    start: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    ticks: int
+    partial: bool
+    closed: bool
+
+
+class _Slot:
+    """The current bar of one symbol at one interval. ``end`` is where it closes;
+    between bars ``start == end`` (the end of the last closed bar) and ``ticks == 0``."""
+
+    __slots__ = (
+        "carry",
+        "close",
+        "end",
+        "fresh",
+        "high",
+        "interval",
+        "late",
+        "low",
+        "open",
+        "start",
+        "ticks",
+        "volume",
+    )
+
+    def __init__(self, interval: Interval) -> None:
+        self.interval = interval
+        self.start = float("-inf")
+        self.end = float("-inf")
+        self.open = self.high = self.low = self.close = 0.0
+        self.volume = 0.0
+        self.ticks = 0
+        self.fresh = True  # the next bar opened here is the symbol's first: partial
+        self.late = 0
+        self.carry = 0.0  # volume of late ticks that arrived between bars
+
+
+class _Symbol:
+    __slots__ = ("hi", "key", "lo", "slots", "total")
+
+    def __init__(self, key: SymbolKey, intervals: Iterable[Interval]) -> None:
+        self.key = key
+        self.slots = [_Slot(i) for i in intervals]
+        self.total: float | None = None  # the session's running volume, last seen
+        # Every slot has an open bar containing [lo, hi): a tick in there needs no
+        # per-interval bound checks (the common case).
+        self.lo = float("inf")
+        self.hi = float("-inf")
+
+    def rebound(self) -> None:
+        if all(slot.ticks for slot in self.slots):
+            self.lo = max(slot.start for slot in self.slots)
+            self.hi = min(slot.end for slot in self.slots)
+        else:
+            self.lo, self.hi = float("inf"), float("-inf")
+
+
+class BarAggregator:
+    def __init__(
+        self,
+        intervals: Iterable[Interval] = DEFAULT_LIVE_INTERVALS,
+        on_close: Callable[[LiveBar], None] | None = None,
+        *,
+        close_delay: float = 0.0,
+    ) -> None:
+        self.intervals = tuple(sorted(set(intervals), key=lambda i: i.nominal_seconds))
+        if not self.intervals:
+            raise ValueError("at least one interval is needed")
+        self._on_close = on_close or (lambda bar: None)
+        self._close_delay = close_delay
+        self._symbols: dict[SymbolKey, _Symbol] = {}
+        self.ticks = 0
+        self.late_ticks = 0
+
+    def on_tick(self, key: SymbolKey, t: float, price: float, total_volume: float | None = None) -> None:
+        """Apply one trade: ``t`` epoch seconds, ``total_volume`` the session's running
+        volume after it (None when the instrument has no volume)."""
+        sym = self._symbols.get(key)
+        if sym is None:
+            sym = self._symbols[key] = _Symbol(key, self.intervals)
+        delta = 0.0
+        if total_volume is not None:
+            previous = sym.total
+            if previous is not None:
+                delta = total_volume - previous if total_volume >= previous else total_volume
+            sym.total = total_volume
+        self.ticks += 1
+        if sym.lo <= t < sym.hi:
+            for slot in sym.slots:
+                if price > slot.high:
+                    slot.high = price
+                elif price < slot.low:
+                    slot.low = price
+                slot.close = price
+                slot.volume += delta
+                slot.ticks += 1
+            return
+        for slot in sym.slots:
+            if t >= slot.end:
+                self._roll(sym, slot, t, price, delta)
+            elif t >= slot.start:
+                if price > slot.high:
+                    slot.high = price
+                elif price < slot.low:
+                    slot.low = price
+                slot.close = price
+                slot.volume += delta
+                slot.ticks += 1
+            else:
+                slot.late += 1
+                self.late_ticks += 1
+                if slot.ticks:
+                    slot.volume += delta
+                else:
+                    slot.carry += delta
+        sym.rebound()
+
+    def _roll(self, sym: _Symbol, slot: _Slot, t: float, price: float, delta: float) -> None:
+        if slot.ticks:
+            self._emit_close(sym.key, slot)
+        start = slot.interval.floor(int(t))
+        slot.start = start
+        slot.end = slot.interval.next_start(start)
+        slot.open = slot.high = slot.low = slot.close = price
+        slot.volume = delta + slot.carry
+        slot.carry = 0.0
+        slot.ticks = 1
+
+    def _emit_close(self, key: SymbolKey, slot: _Slot) -> None:
+        bar = self._snapshot(key, slot, closed=True)
+        slot.start = slot.end
+        slot.ticks = 0
+        slot.fresh = False
+        self._on_close(bar)
+
+    def on_time(self, now: float) -> None:
+        """Close every bar whose interval ended before ``now - close_delay``."""
+        cutoff = now - self._close_delay
+        for sym in self._symbols.values():
+            if sym.hi > cutoff:
+                continue  # nothing of this symbol ends before the cutoff
+            for slot in sym.slots:
+                if slot.ticks and slot.end <= cutoff:
+                    self._emit_close(sym.key, slot)
+            sym.rebound()
+
+    @staticmethod
+    def _snapshot(key: SymbolKey, slot: _Slot, *, closed: bool) -> LiveBar:
+        return LiveBar(
+            key,
+            slot.interval,
+            int(slot.start),
+            slot.open,
+            slot.high,
+            slot.low,
+            slot.close,
+            slot.volume,
+            slot.ticks,
+            slot.fresh,
+            closed,
+        )
+
+    def current(self, key: SymbolKey) -> Iterator[LiveBar]:
+        """The bars in progress of ``key``, shortest interval first."""
+        sym = self._symbols.get(key)
+        if sym is not None:
+            for slot in sym.slots:
+                if slot.ticks:
+                    yield self._snapshot(key, slot, closed=False)
+
+    def late_counts(self) -> dict[tuple[SymbolKey, Interval], int]:
+        return {(s.key, slot.interval): slot.late for s in self._symbols.values() for slot in s.slots if slot.late}
+
+    def forget(self, key: SymbolKey) -> None:
+        """Drop a symbol (unwatched). Its bars in progress are discarded, not closed."""
+        self._symbols.pop(key, None)
