@@ -83,6 +83,12 @@ class TradingViewSimulator:
         self._heartbeat_timeout = heartbeat_timeout
         self.series_delay = series_delay
         self._server: Server | None = None
+        self._connections: set[_Connection] = set()
+        self.quotes: dict[SymbolKey, dict[str, Any]] = {}  # the last full quote of each symbol
+        # Name quotes by resolve string (={"symbol":...}) instead of EXCHANGE:SYMBOL, as
+        # TradingView does for symbols added that way by other clients.
+        self.resolve_names = False
+        self._auto_ticks: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> TradingViewSimulator:
         await self.start()
@@ -97,6 +103,10 @@ class TradingViewSimulator:
         )
 
     async def close(self) -> None:
+        if self._auto_ticks is not None:
+            self._auto_ticks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._auto_ticks
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -158,8 +168,97 @@ class TradingViewSimulator:
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.stats.connections += 1
-        session = _Connection(self, ws)
-        await session.run()
+        connection = _Connection(self, ws)
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+
+    # -- quotes --------------------------------------------------------------------
+
+    def quote(self, key: SymbolKey) -> dict[str, Any] | None:
+        """The full current quote of a known symbol (created on first use)."""
+        if key not in self.quotes:
+            instrument = self.market.get(key)
+            if instrument is None:
+                return None
+            now = int(self.clock())
+            price = self.market.price(instrument, now)
+            tick = 10**-instrument.decimals
+            self.quotes[key] = {
+                "lp": price,
+                "lp_time": now,
+                "ch": 0.0,
+                "chp": 0.0,
+                "volume": 0.0,
+                "bid": round(price - tick, instrument.decimals),
+                "ask": round(price + tick, instrument.decimals),
+                "current_session": "market",
+                "description": instrument.description,
+                "exchange": instrument.exchange,
+                "type": instrument.type,
+                "currency_code": instrument.currency_code,
+                "pricescale": 10**instrument.decimals,
+                "minmov": 1,
+                "timezone": instrument.timezone,
+            }
+        return self.quotes[key]
+
+    @property
+    def quote_subscribers(self) -> int:
+        """Open connections with at least one quoted symbol."""
+        return sum(1 for c in self._connections if c.quoted_keys())
+
+    async def push_quotes(self, updates: list[tuple[SymbolKey, dict[str, Any]]]) -> None:
+        """Apply partial updates and send each subscribed connection only the changed
+        fields, all of them in one websocket message (several frames)."""
+        for key, fields in updates:
+            state = self.quote(key)
+            if state is None:
+                raise ValueError(f"unknown simulated symbol {key}")
+            state.update(fields)
+        for connection in list(self._connections):
+            await connection.send_updates(updates)
+
+    async def push_quote(self, key: SymbolKey, **fields: Any) -> None:
+        await self.push_quotes([(key, fields)])
+
+    async def drop_connections(self) -> int:
+        """Cut every client off abruptly (no closing handshake), as a network failure would."""
+        dropped = 0
+        for connection in list(self._connections):
+            connection.ws.transport.abort()
+            dropped += 1
+        return dropped
+
+    def start_auto_ticks(self, every: float = 0.5) -> None:
+        """Tick every quoted symbol along its simulated price path (for the demo)."""
+
+        async def loop() -> None:
+            rng = random.Random(7)
+            while True:
+                await asyncio.sleep(every)
+                keys = {k for c in self._connections for k in c.quoted_keys()}
+                now = int(self.clock())
+                updates = []
+                for key in sorted(keys):
+                    instrument = self.market.get(key)
+                    state = self.quote(key)
+                    if instrument is None or state is None:
+                        continue
+                    price = round(
+                        self.market.price(instrument, now) * (1 + rng.uniform(-5e-4, 5e-4)), instrument.decimals
+                    )
+                    fields: dict[str, Any] = {"lp": price, "lp_time": now}
+                    if instrument.has_volume:
+                        fields["volume"] = state["volume"] + rng.randint(1, 50)
+                    updates.append((key, fields))
+                if updates:
+                    await self.push_quotes(updates)
+
+        if self._auto_ticks is None:
+            self._auto_ticks = asyncio.create_task(loop())
 
     def fail_next(self, key: SymbolKey, fault: Fault, times: int) -> None:
         self.fault_budget[key] = (fault, times)
@@ -189,6 +288,7 @@ class _Connection:
         self.sim = sim
         self.ws = ws
         self.resolved: dict[tuple[str, str], Instrument] = {}
+        self.quote_sessions: dict[str, dict[SymbolKey, str]] = {}  # session -> symbol -> name sent back
         self.last_echo = time.monotonic()
         self.heartbeats_sent = 0
 
@@ -246,8 +346,30 @@ class _Connection:
             await self._resolve(str(p[0]), str(p[1]), str(p[2]))
         elif cmd.method == "create_series" and len(p) >= 6:
             await self._series(str(p[0]), str(p[1]), str(p[3]), str(p[4]), p[5])
+        elif cmd.method == "quote_create_session" and p:
+            self.quote_sessions.setdefault(str(p[0]), {})
         elif cmd.method == "quote_add_symbols" and len(p) >= 2:
-            await self._quote_snapshot(str(p[0]), [s for s in p[1:] if isinstance(s, str)])
+            await self._quote_add(str(p[0]), [s for s in p[1:] if isinstance(s, str)])
+        elif cmd.method == "quote_remove_symbols" and len(p) >= 2:
+            session = self.quote_sessions.get(str(p[0]), {})
+            for name in p[1:]:
+                if isinstance(name, str):
+                    with contextlib.suppress(InvalidSymbolError):
+                        session.pop(SymbolKey.from_ticker(name), None)
+
+    def quoted_keys(self) -> set[SymbolKey]:
+        return {key for session in self.quote_sessions.values() for key in session}
+
+    async def send_updates(self, updates: list[tuple[SymbolKey, dict[str, Any]]]) -> None:
+        frames = [
+            ("qsd", [qs, {"n": names[key], "s": "ok", "v": fields}])
+            for qs, names in self.quote_sessions.items()
+            for key, fields in updates
+            if key in names
+        ]
+        if frames:
+            with contextlib.suppress(ConnectionClosed):
+                await self.ws.send(protocol.encode_many(*frames))
 
     async def _resolve(self, cs: str, symbol_id: str, resolve_string: str) -> None:
         instrument = self.sim.resolve(resolve_string)
@@ -311,25 +433,20 @@ class _Connection:
             )
         )
 
-    async def _quote_snapshot(self, qs: str, tickers: list[str]) -> None:
-        frames = []
-        now = int(self.sim.clock())
+    async def _quote_add(self, qs: str, tickers: list[str]) -> None:
+        session = self.quote_sessions.setdefault(qs, {})
+        frames: list[tuple[str, list[Any]]] = []
         for ticker in tickers:
             instrument = self.sim.resolve(ticker)
-            if instrument is None:
-                frames.append(("qsd", [qs, {"n": ticker, "s": "error", "v": {}}]))
+            state = self.sim.quote(instrument.key) if instrument else None
+            if instrument is None or state is None:
+                frames.append(("qsd", [qs, {"n": ticker, "s": "error", "v": {}, "errmsg": "invalid symbol"}]))
                 continue
-            price = self.sim.market.price(instrument, now)
-            values = {
-                "lp": price,
-                "lp_time": now,
-                "description": instrument.description,
-                "exchange": instrument.exchange,
-                "type": instrument.type,
-                "currency_code": instrument.currency_code,
-                "pricescale": 10**instrument.decimals,
-            }
-            frames.append(("qsd", [qs, {"n": ticker, "s": "ok", "v": values}]))
-            frames.append(("quote_completed", [qs, ticker]))
+            name = ticker
+            if self.sim.resolve_names:
+                name = "=" + json.dumps({"symbol": instrument.key.ticker, "adjustment": "splits", "session": "regular"})
+            session[instrument.key] = name
+            frames.append(("qsd", [qs, {"n": name, "s": "ok", "v": dict(state)}]))
+            frames.append(("quote_completed", [qs, name]))
         if frames:
             await self.ws.send(protocol.encode_many(*frames))
