@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -51,6 +53,7 @@ async def _embedded(settings: Settings, simulate: bool) -> AsyncIterator[Setting
             updates["redis_url"] = await stack.enter_async_context(embedded_redis())
         if simulate:
             sim = await stack.enter_async_context(TradingViewSimulator())
+            sim.start_auto_ticks()
             updates["tradingview_websocket_url"] = sim.websocket_url
             updates["tradingview_search_url"] = sim.search_url
         yield settings.model_copy(update=updates)
@@ -63,7 +66,7 @@ def dev(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     verbose: Verbose = False,
 ) -> None:
-    """API + worker in one process, on embedded MongoDB and Redis unless MONGODB_URL / REDIS_URL are set."""
+    """API + worker + stream in one process, on embedded MongoDB and Redis unless MONGODB_URL / REDIS_URL are set."""
     _logging(verbose)
     settings = Settings()
     settings = settings.model_copy(
@@ -74,12 +77,14 @@ def dev(
 
 async def _dev(settings: Settings, simulate: bool) -> None:
     from pocketquant.api.app import create_app
+    from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
     from pocketquant.worker import build_worker, stop_worker
 
     async with _embedded(settings, simulate) as settings, open_resources(settings) as resources:
         worker = build_worker(settings, resources=resources, handle_signals=False)
         worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
+        stream_task = asyncio.create_task(run_stream(resources, instance=_instance_name()), name="stream")
         server = uvicorn.Server(uvicorn.Config(create_app(settings, resources), host=settings.host, port=settings.port))
         console.print(f"[bold]PocketQuant[/bold] GraphiQL at http://{settings.host}:{settings.port}/graphql")
         console.print("Other commands can share these services:")
@@ -89,7 +94,35 @@ async def _dev(settings: Settings, simulate: bool) -> None:
         try:
             await server.serve()
         finally:
+            stream_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream_task
             await stop_worker(worker, worker_task)
+
+
+def _instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@app.command()
+def stream(verbose: Verbose = False) -> None:
+    """The stream process: live quotes, bars, fan-out through Redis (needs MONGODB_URL and REDIS_URL).
+
+    Start as many as you like: one streams, the others wait and take over if it dies."""
+    _logging(verbose)
+    from pocketquant.realtime.stream import run_stream
+    from pocketquant.resources import open_resources
+
+    settings = Settings()
+    settings.required_mongodb_url()
+    settings.required_redis_url()
+
+    async def main() -> None:
+        async with open_resources(settings) as resources:
+            await run_stream(resources, instance=_instance_name())
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
 
 
 @app.command()

@@ -21,6 +21,7 @@ from pocketquant.history.dispatch import SyncDispatcher
 from pocketquant.history.documents import DOCUMENT_MODELS
 from pocketquant.history.service import SyncService
 from pocketquant.history.store import BarStore
+from pocketquant.realtime.documents import REALTIME_DOCUMENTS
 from pocketquant.settings import Settings
 from pocketquant.tradingview.history import TradingViewHistory
 
@@ -46,7 +47,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         settings.required_mongodb_url(), serverSelectionTimeoutMS=5_000, tz_aware=True
     )
     try:
-        await init_beanie(database=mongo[settings.mongodb_database], document_models=DOCUMENT_MODELS)
+        await init_beanie(
+            database=mongo[settings.mongodb_database], document_models=[*DOCUMENT_MODELS, *REALTIME_DOCUMENTS]
+        )
         redis = await create_pool(
             RedisSettings.from_dsn(settings.required_redis_url()), default_queue_name=settings.queue_name
         )

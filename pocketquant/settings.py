@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pocketquant.domain import Interval
+from pocketquant.domain.aggregator import DEFAULT_LIVE_INTERVALS
 
 
 class Settings(BaseSettings):
@@ -56,7 +57,18 @@ class Settings(BaseSettings):
     default_track_intervals: list[Interval] = Field(default_factory=lambda: [Interval.DAY_1, Interval.HOUR_1])
     worker_health_check_seconds: int = Field(default=10, ge=1)
 
-    @field_validator("default_track_intervals", mode="before")
+    # Stream and live data
+    live_intervals: list[Interval] = Field(default_factory=lambda: list(DEFAULT_LIVE_INTERVALS))
+    bar_close_delay_seconds: float = Field(default=1.0, ge=0, le=60)
+    stream_lock_ttl_seconds: float = Field(default=10.0, gt=0)
+    stream_status_every_seconds: float = Field(default=1.0, gt=0)
+    watchlist_refresh_seconds: float = Field(default=2.0, gt=0)
+    max_watched_symbols: int = Field(default=500, ge=1)
+    max_symbols_per_subscription: int = Field(default=50, ge=1)
+    max_subscriptions_per_connection: int = Field(default=20, ge=1)
+    subscriber_queue_size: int = Field(default=256, ge=8)
+
+    @field_validator("default_track_intervals", "live_intervals", mode="before")
     @classmethod
     def _parse_intervals(cls, value: object) -> object:
         if isinstance(value, str):

@@ -56,9 +56,11 @@ async def simulator_server(sim_clock: ManualClock) -> AsyncIterator[TradingViewS
 
 @pytest.fixture
 def simulator(simulator_server: TradingViewSimulator, sim_clock: ManualClock) -> TradingViewSimulator:
-    """The session's simulator, reset: no faults, no delay, the clock at SIM_START."""
+    """The session's simulator, reset: no faults, no delay, no quote state, the clock at SIM_START."""
     simulator_server.faults.clear()
     simulator_server.fault_budget.clear()
+    simulator_server.quotes.clear()
+    simulator_server.resolve_names = False
     simulator_server.series_delay = 0.0
     sim_clock.now = SIM_START
     return simulator_server
@@ -82,6 +84,10 @@ async def settings(mongodb_url: str, redis_url: str, simulator: TradingViewSimul
         sync_max_tries=3,
         sync_retry_base_seconds=0.05,
         worker_health_check_seconds=1,
+        bar_close_delay_seconds=0,
+        watchlist_refresh_seconds=0.1,
+        stream_status_every_seconds=0.2,
+        stream_lock_ttl_seconds=1.0,
     )
 
 

@@ -19,6 +19,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from pocketquant.api.context import Context
 from pocketquant.api.schema import build_schema
+from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
 from pocketquant.worker import health_check_key
@@ -30,11 +31,12 @@ _CHECK_TIMEOUT = 2.0
 
 class State(TypedDict):
     resources: Resources
+    hub: LiveHub
 
 
 class PocketQuantGraphQL(GraphQL[Context, None]):
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context(resources=request.state.resources)
+        return Context(resources=request.state.resources, hub=request.state.hub)
 
 
 async def component_checks(resources: Resources) -> dict[str, dict[str, Any]]:
@@ -65,9 +67,12 @@ async def component_checks(resources: Resources) -> dict[str, dict[str, Any]]:
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness: the process answers. Component states are reported, not required."""
+    """Liveness: the process answers. Component states are reported, not required,
+    with this process's live subscribers."""
     checks = await component_checks(request.state.resources)
-    return JSONResponse({"status": "ok", "components": checks})
+    hub: LiveHub = request.state.hub
+    live = {"listeners": hub.listener_count, "channels": hub.channel_count}
+    return JSONResponse({"status": "ok", "components": checks, "live": live})
 
 
 async def ready(request: Request) -> JSONResponse:
@@ -86,11 +91,11 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        if resources is not None:
-            yield {"resources": resources}
-            return
-        async with open_resources(settings) as opened:
-            yield {"resources": opened}
+        async with contextlib.AsyncExitStack() as stack:
+            opened = resources if resources is not None else await stack.enter_async_context(open_resources(settings))
+            hub = LiveHub(opened.redis)
+            stack.push_async_callback(hub.close)
+            yield {"resources": opened, "hub": hub}
 
     graphql_app = PocketQuantGraphQL(
         build_schema(settings),

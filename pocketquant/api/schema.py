@@ -11,10 +11,12 @@ from pocketquant.api.errors import should_mask_error
 from pocketquant.api.scalars import SCALAR_MAP
 from pocketquant.history.graphql.mutations import HistoryMutation
 from pocketquant.history.graphql.queries import HistoryQuery
+from pocketquant.realtime.graphql.resolvers import RealtimeMutation, RealtimeQuery, RealtimeSubscription
 from pocketquant.settings import Settings
 
-Query = merge_types("Query", (HistoryQuery,))
-Mutation = merge_types("Mutation", (HistoryMutation,))
+Query = merge_types("Query", (HistoryQuery, RealtimeQuery))
+Mutation = merge_types("Mutation", (HistoryMutation, RealtimeMutation))
+Subscription = merge_types("Subscription", (RealtimeSubscription,))
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -22,6 +24,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
             # Factories: each request gets fresh extension instances.

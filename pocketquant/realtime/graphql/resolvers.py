@@ -1,0 +1,177 @@
+"""Queries, mutations and subscriptions of the realtime slice."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+import strawberry
+
+from pocketquant.api.context import Context, Info
+from pocketquant.api.errors import BadUserInputError
+from pocketquant.domain import Interval, InvalidSymbolError, SymbolKey
+from pocketquant.history.graphql.types import IntervalEnum, InvalidInput
+from pocketquant.realtime import wire
+from pocketquant.realtime.documents import WatchedSymbol
+from pocketquant.realtime.graphql.types import LiveBar, LiveQuote, StreamStatus, SymbolError, WatchlistChanged
+
+WatchResult = Annotated[WatchlistChanged | InvalidInput, strawberry.union("WatchResult")]
+
+
+def _tickers(tickers: list[str], limit: int) -> list[SymbolKey]:
+    if not tickers:
+        raise BadUserInputError("give at least one ticker", field="tickers")
+    if len(tickers) > limit:
+        raise BadUserInputError(f"at most {limit} tickers at once, got {len(tickers)}", field="tickers")
+    keys = []
+    for ticker in tickers:
+        try:
+            keys.append(SymbolKey.from_ticker(ticker))
+        except InvalidSymbolError as exc:
+            raise BadUserInputError(str(exc), field="tickers") from exc
+    return list(dict.fromkeys(keys))
+
+
+async def _watched() -> set[SymbolKey]:
+    return {SymbolKey(d.exchange, d.symbol) for d in await WatchedSymbol.find_all().to_list()}
+
+
+async def _require_watched(keys: list[SymbolKey]) -> None:
+    missing = sorted(k.ticker for k in set(keys) - await _watched())
+    if missing:
+        raise BadUserInputError(f"not watched: {', '.join(missing)}; call watchSymbols first", field="tickers")
+
+
+@contextlib.asynccontextmanager
+async def _subscription_slot(context: Context) -> AsyncIterator[None]:
+    limit = context.resources.settings.max_subscriptions_per_connection
+    if context.active_subscriptions >= limit:
+        raise BadUserInputError(f"at most {limit} subscriptions per connection")
+    context.active_subscriptions += 1
+    try:
+        yield
+    finally:
+        context.active_subscriptions -= 1
+
+
+@strawberry.type
+class RealtimeQuery:
+    @strawberry.field(description="Tickers the stream keeps live, in order.")
+    async def watched_symbols(self) -> list[str]:
+        return sorted(k.ticker for k in await _watched())
+
+    @strawberry.field(description="The stream process as it last reported itself (every second).")
+    async def stream_status(self, info: Info) -> StreamStatus:
+        raw = await info.context.resources.redis.get(wire.STATUS_KEY)
+        if raw is None:
+            return StreamStatus(
+                running=False, connected=False, instance=None, watched_symbols=[], ticks_per_second=0.0,
+                last_tick_age_seconds=None, reconnects=0, last_error=None, late_ticks=0, symbol_errors=[],
+                bars_closed=0, bars_persisted=0, persist_backlog=0, reported_at=None,
+            )  # fmt: skip
+        s = json.loads(raw)
+        last_tick = s.get("last_tick_at")
+        return StreamStatus(
+            running=True,
+            connected=bool(s["connected"]),
+            instance=s["instance"],
+            watched_symbols=list(s["watched"]),
+            ticks_per_second=float(s["ticks_per_second"]),
+            last_tick_age_seconds=max(0.0, time.time() - last_tick) if last_tick is not None else None,
+            reconnects=int(s["reconnects"]),
+            last_error=s.get("last_error"),
+            late_ticks=int(s["late_ticks"]),
+            symbol_errors=[SymbolError(ticker=t, message=m) for t, m in sorted(s["symbol_errors"].items())],
+            bars_closed=int(s["bars_closed"]),
+            bars_persisted=int(s["bars_persisted"]),
+            persist_backlog=int(s["persist_backlog"]),
+            reported_at=datetime.fromisoformat(s["updated_at"]),
+        )
+
+
+@strawberry.type
+class RealtimeMutation:
+    @strawberry.mutation(
+        description="Stream these tickers live (EXCHANGE:SYMBOL). The stream picks changes up within seconds."
+    )
+    async def watch_symbols(self, info: Info, tickers: list[str]) -> WatchResult:
+        settings = info.context.resources.settings
+        try:
+            keys = _tickers(tickers, settings.max_symbols_per_subscription)
+            current = await _watched()
+            added = [k for k in keys if k not in current]
+            if len(current) + len(added) > settings.max_watched_symbols:
+                raise BadUserInputError(
+                    f"the watch list holds at most {settings.max_watched_symbols} symbols", field="tickers"
+                )
+        except BadUserInputError as exc:
+            return InvalidInput(message=str(exc), field=exc.field)
+        now = datetime.now(UTC)
+        for key in added:
+            await WatchedSymbol.get_pymongo_collection().update_one(
+                {"exchange": key.exchange, "symbol": key.symbol}, {"$setOnInsert": {"added_at": now}}, upsert=True
+            )
+        return WatchlistChanged(watched=sorted(k.ticker for k in await _watched()), changed=[k.ticker for k in added])
+
+    @strawberry.mutation(description="Stop streaming these tickers. Stored bars stay.")
+    async def unwatch_symbols(self, info: Info, tickers: list[str]) -> WatchResult:
+        try:
+            keys = _tickers(tickers, info.context.resources.settings.max_symbols_per_subscription)
+        except BadUserInputError as exc:
+            return InvalidInput(message=str(exc), field=exc.field)
+        removed = []
+        for key in keys:
+            result = await WatchedSymbol.get_pymongo_collection().delete_one(
+                {"exchange": key.exchange, "symbol": key.symbol}
+            )
+            if result.deleted_count:
+                removed.append(key.ticker)
+        return WatchlistChanged(watched=sorted(k.ticker for k in await _watched()), changed=removed)
+
+
+@strawberry.type
+class RealtimeSubscription:
+    @strawberry.subscription(description="Quotes of watched tickers: the latest first, then every change.")
+    async def live_quotes(self, info: Info, tickers: list[str]) -> AsyncGenerator[LiveQuote]:
+        context = info.context
+        settings = context.resources.settings
+        keys = _tickers(tickers, settings.max_symbols_per_subscription)
+        await _require_watched(keys)
+        async with (
+            _subscription_slot(context),
+            context.hub.listen(keys, quotes=True, intervals=(), capacity=settings.subscriber_queue_size) as queue,
+        ):
+            while True:
+                yield LiveQuote.from_payload(await queue.get())
+
+    @strawberry.subscription(
+        description="One watched symbol's bar at one interval: the bar in progress first, then each update, "
+        "and each bar's final version with `closed: true`."
+    )
+    async def live_bars(
+        self, info: Info, exchange: str, symbol: str, interval: IntervalEnum
+    ) -> AsyncGenerator[LiveBar]:
+        context = info.context
+        settings = context.resources.settings
+        try:
+            key = SymbolKey.parse(exchange, symbol)
+        except InvalidSymbolError as exc:
+            raise BadUserInputError(str(exc), field=exc.field) from exc
+        live = interval.to_domain()
+        if live not in settings.live_intervals:
+            names = ", ".join(IntervalEnum.from_domain(i).name for i in settings.live_intervals)
+            raise BadUserInputError(f"{interval.name} is not aggregated live; use one of {names}", field="interval")
+        await _require_watched([key])
+        async with (
+            _subscription_slot(context),
+            context.hub.listen([key], quotes=False, intervals=[live], capacity=settings.subscriber_queue_size) as queue,
+        ):
+            while True:
+                yield LiveBar.from_payload(await queue.get())
+
+
+__all__ = ["Interval", "RealtimeMutation", "RealtimeQuery", "RealtimeSubscription"]

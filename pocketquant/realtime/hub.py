@@ -1,0 +1,213 @@
+"""LiveHub: relays the stream's Redis pub/sub to this API process's subscribers.
+
+One pub/sub connection per process, one channel per symbol that someone here listens
+to (reference counted). Each message is decoded once and offered to every listener of
+that symbol. A listener owns a :class:`LatestQueue`: a bounded queue that keeps only the
+newest update per key, so a slow client costs a fixed amount of memory and never delays
+the others. A new listener first gets the symbol's snapshot (latest quote, current bar
+per interval), then live updates; sequence numbers drop whatever is older than what it
+already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from pocketquant.domain import Interval, SymbolKey
+from pocketquant.realtime import wire
+
+log = logging.getLogger(__name__)
+
+
+class LatestQueue:
+    """Pending updates, at most ``capacity``, the newest per key, oldest key first.
+
+    Keys of in-progress data (a quote, a bar in progress) are replaced by newer values;
+    a closed bar has a key of its own so it is never replaced by the next bar. Past
+    ``capacity`` the oldest pending update is dropped and counted.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: dict[Hashable, dict[str, Any]] = {}
+        self._seen: dict[Hashable, int] = {}
+        self._ready = asyncio.Event()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, key: Hashable, value: dict[str, Any]) -> None:
+        seq = int(value.get("seq", 0))
+        if seq <= self._seen.get(key, -1):
+            return  # older than what this listener already has
+        self._seen[key] = seq
+        self._items.pop(key, None)  # re-insert: newest last
+        self._items[key] = value
+        if len(self._items) > self._capacity:
+            oldest = next(iter(self._items))
+            del self._items[oldest]
+            self.dropped += 1
+        self._ready.set()
+
+    def pending(self, key: Hashable) -> dict[str, Any] | None:
+        return self._items.get(key)
+
+    def discard(self, key: Hashable) -> None:
+        self._items.pop(key, None)
+
+    async def get(self) -> dict[str, Any]:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        key = next(iter(self._items))
+        return self._items.pop(key)
+
+
+@dataclass(eq=False)
+class Listener:
+    """One subscription's interest: quotes and/or bars at some intervals."""
+
+    symbols: frozenset[SymbolKey]
+    quotes: bool
+    intervals: frozenset[Interval]
+    queue: LatestQueue
+
+    def offer(self, payload: dict[str, Any]) -> None:
+        quote = payload.get("quote")
+        if self.quotes and quote is not None:
+            self.queue.put((quote["ticker"], "quote"), quote)
+        if not self.intervals:
+            return
+        for bar in payload.get("bars", ()):
+            interval = Interval(bar["interval"])
+            if interval not in self.intervals:
+                continue
+            live_key = (bar["ticker"], bar["interval"], "live")
+            if bar["closed"]:
+                pending = self.queue.pending(live_key)
+                if pending is not None and pending["start"] <= bar["start"]:
+                    self.queue.discard(live_key)  # the close supersedes it
+                self.queue.put((bar["ticker"], bar["interval"], "closed", bar["start"]), bar)
+            else:
+                self.queue.put(live_key, bar)
+
+
+@dataclass
+class _Channel:
+    listeners: set[Listener] = field(default_factory=set)
+
+
+class LiveHub:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=True)
+        self._channels: dict[SymbolKey, _Channel] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def listener_count(self) -> int:
+        return len({listener for c in self._channels.values() for listener in c.listeners})
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        with contextlib.suppress(RedisError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @contextlib.asynccontextmanager
+    async def listen(
+        self, symbols: Iterable[SymbolKey], *, quotes: bool, intervals: Iterable[Interval], capacity: int
+    ) -> AsyncIterator[LatestQueue]:
+        """Register a listener for the block's duration; its queue starts with the
+        snapshots of its symbols."""
+        listener = Listener(frozenset(symbols), quotes, frozenset(intervals), LatestQueue(capacity))
+        async with self._lock:
+            new = [k for k in listener.symbols if k not in self._channels]
+            for key in listener.symbols:
+                self._channels.setdefault(key, _Channel()).listeners.add(listener)
+            try:
+                if new:
+                    await self._pubsub.subscribe(*(wire.channel(k) for k in new))
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.create_task(self._read(), name="live-hub-reader")
+            except BaseException:
+                self._drop(listener)
+                raise
+        try:
+            await self._load_snapshots(listener)
+            yield listener.queue
+        finally:
+            async with self._lock:
+                gone = self._drop(listener)
+                if gone:
+                    with contextlib.suppress(RedisError):
+                        await self._pubsub.unsubscribe(*(wire.channel(k) for k in gone))
+
+    def _drop(self, listener: Listener) -> list[SymbolKey]:
+        gone = []
+        for key in listener.symbols:
+            channel = self._channels.get(key)
+            if channel is None:
+                continue
+            channel.listeners.discard(listener)
+            if not channel.listeners:
+                del self._channels[key]
+                gone.append(key)
+        return gone
+
+    async def _load_snapshots(self, listener: Listener) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            keys = sorted(listener.symbols)
+            for key in keys:
+                pipe.hgetall(wire.snapshot_key(key))
+            snapshots = await pipe.execute()
+        for fields in snapshots:
+            decoded = {k.decode() if isinstance(k, bytes) else k: json.loads(v) for k, v in fields.items()}
+            quote = decoded.pop("quote", None)
+            listener.offer({"quote": quote, "bars": [v for k, v in decoded.items() if k.startswith("bar:")]})
+
+    async def _read(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if not self._pubsub.subscribed:
+                    await asyncio.sleep(0.05)
+                    continue
+                message = await self._pubsub.get_message(timeout=1.0)
+                failures = 0
+            except RedisError as exc:
+                failures += 1
+                delay = min(10.0, 0.1 * 2**failures)
+                log.warning("live pub/sub failed (%s); retry in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                key = wire.key_of_channel(message["channel"].decode())
+                payload = json.loads(message["data"])
+            except (ValueError, UnicodeDecodeError) as exc:
+                log.warning("malformed live message ignored: %s", exc)
+                continue
+            channel = self._channels.get(key)
+            if channel is not None:
+                for listener in list(channel.listeners):
+                    listener.offer(payload)

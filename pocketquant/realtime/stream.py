@@ -1,0 +1,216 @@
+"""The stream process: the one TradingView quote connection, the aggregator, the
+persistence of completed bars, and publishing to Redis.
+
+Per quote update it publishes one message on the symbol's channel (the quote and, for
+trades, every bar in progress) and refreshes the symbol's snapshot hash, in one Redis
+round trip. Closed bars are published at once and queued for MongoDB; the queue is
+retried until written, so a failing store delays bars but loses none. Partial bars
+(the first of each interval after start-up) are published, marked, but not stored:
+they would overwrite complete history with a fragment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from pocketquant.domain import BarColumns, SeriesKey, SymbolKey
+from pocketquant.domain.aggregator import BarAggregator, LiveBar
+from pocketquant.domain.bars import Bar
+from pocketquant.realtime import wire
+from pocketquant.realtime.documents import WatchedSymbol
+from pocketquant.realtime.leader import LeaderLock, run_as_leader
+from pocketquant.resources import Resources
+from pocketquant.tradingview.quotes import QuoteClient, QuoteUpdate
+
+log = logging.getLogger(__name__)
+
+_CLOCK_PERIOD = 0.2  # how often quiet bars are checked for closing
+
+
+class StreamService:
+    def __init__(self, resources: Resources, instance: str, clock: Callable[[], float] = time.time) -> None:
+        settings = resources.settings
+        self._resources = resources
+        self._settings = settings
+        self._instance = instance
+        self._clock = clock
+        self._closed: list[LiveBar] = []
+        self.aggregator = BarAggregator(
+            settings.live_intervals, self._closed.append, close_delay=settings.bar_close_delay_seconds
+        )
+        token = settings.tradingview_auth_token
+        self.client = QuoteClient(
+            settings.tradingview_websocket_url,
+            self._on_update,
+            origin=settings.tradingview_origin,
+            auth_token=token.get_secret_value() if token else None,
+            wall_clock=clock,
+        )
+        self._persist: asyncio.Queue[LiveBar] = asyncio.Queue()
+        self._seq = time.time_ns()  # increases across restarts and failovers
+        self._tick_times: deque[float] = deque(maxlen=100_000)
+        self._last_tick_at: float | None = None
+        self.bars_closed = 0
+        self.bars_persisted = 0
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watchlist_loop(), name="stream-watchlist")
+            group.create_task(self.client.run(), name="stream-quotes")
+            group.create_task(self._clock_loop(), name="stream-clock")
+            group.create_task(self._persist_loop(), name="stream-persist")
+            group.create_task(self._status_loop(), name="stream-status")
+
+    # -- inputs --------------------------------------------------------------------
+
+    async def _watchlist_loop(self) -> None:
+        while True:
+            try:
+                docs = await WatchedSymbol.find_all().to_list()
+                wanted = {SymbolKey(d.exchange, d.symbol) for d in docs}
+                removed = self.client.watched - wanted
+                await self.client.set_watched(wanted)
+                for key in removed:
+                    self.aggregator.forget(key)
+                    await self._resources.redis.delete(wire.snapshot_key(key))
+            except Exception as exc:  # keep streaming what we have; try again shortly
+                log.warning("watchlist refresh failed: %s", exc)
+            await asyncio.sleep(self._settings.watchlist_refresh_seconds)
+
+    async def _on_update(self, update: QuoteUpdate) -> None:
+        bars: list[LiveBar] = []
+        if update.is_trade:
+            state = update.state
+            lp_time = state.get("lp_time")
+            t = float(lp_time) if isinstance(lp_time, int | float) else update.received_at
+            volume = state.get("volume")
+            self.aggregator.on_tick(
+                update.key, t, float(state["lp"]), float(volume) if isinstance(volume, int | float) else None
+            )
+            self._tick_times.append(update.received_at)
+            self._last_tick_at = update.received_at
+            bars = list(self.aggregator.current(update.key))
+        await self._publish(update.key, wire.quote_payload(update.key, update.state, self._next_seq()), bars)
+        await self._flush_closed()
+
+    async def _clock_loop(self) -> None:
+        while True:
+            self.aggregator.on_time(self._clock())
+            await self._flush_closed()
+            await asyncio.sleep(_CLOCK_PERIOD)
+
+    # -- outputs -------------------------------------------------------------------
+
+    async def _publish(self, key: SymbolKey, quote: dict[str, Any] | None, bars: list[LiveBar]) -> None:
+        payload: dict[str, Any] = {"quote": quote, "bars": [wire.bar_payload(b, self._next_seq()) for b in bars]}
+        message = json.dumps(payload, separators=(",", ":"))
+        snapshot = {f"bar:{b['interval']}": json.dumps(b) for b in payload["bars"] if not b["closed"]}
+        if quote is not None:
+            snapshot["quote"] = json.dumps(quote)
+        try:
+            async with self._resources.redis.pipeline(transaction=False) as pipe:
+                if snapshot:
+                    pipe.hset(wire.snapshot_key(key), mapping=snapshot)
+                pipe.publish(wire.channel(key), message)
+                await pipe.execute()
+        except RedisError as exc:
+            # Live updates are lossy by design (subscribers resync from snapshots);
+            # closed bars still reach MongoDB through the persistence queue.
+            log.warning("publishing %s failed: %s", key, exc)
+
+    async def _flush_closed(self) -> None:
+        if not self._closed:
+            return
+        closed, self._closed[:] = list(self._closed), []
+        for bar in closed:
+            self.bars_closed += 1
+            await self._publish(bar.key, None, [bar])
+            if not bar.partial:
+                self._persist.put_nowait(bar)
+
+    async def _persist_loop(self) -> None:
+        failures = 0
+        while True:
+            batch = [await self._persist.get()]
+            while not self._persist.empty():
+                batch.append(self._persist.get_nowait())
+            while True:
+                try:
+                    await self._write(batch)
+                    failures = 0
+                    break
+                except Exception as exc:  # retry the same batch: completed bars are never dropped
+                    failures += 1
+                    delay = min(30.0, 0.5 * 2 ** (failures - 1))
+                    log.warning("storing %d closed bars failed (%s); retry in %.1fs", len(batch), exc, delay)
+                    await asyncio.sleep(delay)
+
+    async def _write(self, batch: list[LiveBar]) -> None:
+        by_series: dict[SeriesKey, dict[int, LiveBar]] = {}
+        for bar in batch:
+            by_series.setdefault(SeriesKey.of(bar.key, bar.interval), {})[bar.start] = bar
+        for series, bars in by_series.items():
+            columns = BarColumns.from_bars(
+                Bar(b.start, b.open, b.high, b.low, b.close, b.volume)
+                for b in sorted(bars.values(), key=lambda b: b.start)
+            )
+            result = await self._resources.store.write(series, columns)
+            if result.changed:
+                await self._resources.cache.invalidate(series)
+            self.bars_persisted += len(columns)
+
+    async def _status_loop(self) -> None:
+        while True:
+            with contextlib.suppress(RedisError):
+                await self._resources.redis.set(
+                    wire.STATUS_KEY,
+                    json.dumps(self.status()),
+                    px=int(self._settings.stream_status_every_seconds * 5000),
+                )
+            await asyncio.sleep(self._settings.stream_status_every_seconds)
+
+    def status(self) -> dict[str, Any]:
+        now = self._clock()
+        while self._tick_times and self._tick_times[0] < now - 10:
+            self._tick_times.popleft()
+        stats = self.client.stats
+        return {
+            "instance": self._instance,
+            "connected": stats.connected,
+            "watched": sorted(k.ticker for k in self.client.watched),
+            "ticks_per_second": len(self._tick_times) / 10,
+            "last_tick_at": self._last_tick_at,
+            "reconnects": stats.reconnects,
+            "last_error": stats.last_error,
+            "late_ticks": self.aggregator.late_ticks,
+            "symbol_errors": dict(stats.symbol_errors),
+            "bars_closed": self.bars_closed,
+            "bars_persisted": self.bars_persisted,
+            "persist_backlog": self._persist.qsize(),
+            "updated_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        }
+
+
+async def run_stream(resources: Resources, instance: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    """Run the stream whenever this process holds the deployment's stream lock; wait
+    (and take over when the holder dies) otherwise. Runs until cancelled."""
+    lock = LeaderLock(resources.redis, wire.LEADER_KEY, resources.settings.stream_lock_ttl_seconds, owner=instance)
+
+    async def work() -> None:
+        await StreamService(resources, lock.owner, clock).run()
+
+    await run_as_leader(lock, work)

@@ -1,0 +1,402 @@
+"""Live data as a front end meets it: graphql-transport-ws over a real socket to the
+running API, fed by the stream process from the simulator's quote mode through Redis."""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from websockets.typing import Subprotocol
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+from pocketquant.domain import Interval, SeriesKey, SymbolKey
+from pocketquant.realtime import wire
+from pocketquant.realtime.leader import LeaderLock
+from pocketquant.realtime.stream import run_stream
+from pocketquant.resources import Resources
+from pocketquant.simulator import TradingViewSimulator
+from tests.conftest import SIM_START
+from tests.utils.clock import ManualClock
+from tests.utils.graphql import GraphQLClient
+
+AAPL = SymbolKey("NASDAQ", "AAPL")
+BTC = SymbolKey("BINANCE", "BTCUSDT")
+T0 = int(SIM_START) + 30  # 14:38:00 UTC, a minute boundary
+
+LIVE_BARS = """subscription($e: String!, $s: String!, $i: Interval!) {
+  liveBars(exchange: $e, symbol: $s, interval: $i) { ticker interval timestamp open high low close volume ticks partial closed } }"""
+LIVE_QUOTES = "subscription($t: [String!]!) { liveQuotes(tickers: $t) { ticker price time bid ask volume } }"
+
+
+async def watch(gql: GraphQLClient, *keys: SymbolKey) -> None:
+    result = (
+        await gql.data(
+            "mutation($t: [String!]!) { watchSymbols(tickers: $t) { __typename } }", {"t": [k.ticker for k in keys]}
+        )
+    )["watchSymbols"]
+    assert result["__typename"] == "WatchlistChanged"
+
+
+async def status(gql: GraphQLClient) -> dict[str, Any]:
+    query = "{ streamStatus { running connected instance watchedSymbols reconnects lateTicks barsPersisted ticksPerSecond lastTickAgeSeconds symbolErrors { ticker message } } }"
+    result: dict[str, Any] = (await gql.data(query))["streamStatus"]
+    return result
+
+
+async def until(predicate: Any, within: float = 10.0) -> Any:
+    async with asyncio.timeout(within):
+        while True:
+            value = await predicate()
+            if value:
+                return value
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def stream_clock() -> ManualClock:
+    return ManualClock(SIM_START)
+
+
+@pytest.fixture
+async def stream(resources: Resources, stream_clock: ManualClock) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(run_stream(resources, instance="stream-a", clock=stream_clock))
+    yield task
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def session(api_url: str) -> AsyncIterator[Any]:
+    transport = WebsocketsTransport(
+        url=api_url.replace("http", "ws") + "/graphql", subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+    )
+    async with Client(transport=transport, fetch_schema_from_transport=False) as s:
+        yield s
+
+
+class Collector:
+    """Runs one subscription in the background and queues what it yields."""
+
+    def __init__(self, s: Any, document: str, variables: dict[str, Any]) -> None:
+        self.items: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.error: BaseException | None = None
+        self.task = asyncio.create_task(self._run(s, GraphQLRequest(document, variable_values=variables)))
+
+    async def _run(self, s: Any, request: GraphQLRequest) -> None:
+        try:
+            async for result in s.subscribe(request):
+                await self.items.put(next(iter(result.values())))
+        except Exception as exc:
+            self.error = exc
+
+    async def next(self, where: Any = lambda item: True, within: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                item = await self.items.get()
+                if where(item):
+                    return item
+
+    async def failure(self) -> BaseException:
+        async with asyncio.timeout(10):
+            await self.task
+        assert self.error is not None
+        return self.error
+
+
+async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stored(
+    gql: GraphQLClient,
+    api_url: str,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    simulator: TradingViewSimulator,
+) -> None:
+    await watch(gql, AAPL, BTC)
+    await until(lambda: _watching(gql, {"NASDAQ:AAPL", "BINANCE:BTCUSDT"}))
+    async with session(api_url) as s:
+        quotes = Collector(s, LIVE_QUOTES, {"t": ["NASDAQ:AAPL", "BINANCE:BTCUSDT"]})
+        minute = Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"})
+        hour = Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "HOUR_1"})
+        # Snapshots first: the simulator's opening quote made a partial 14:37 bar.
+        first = await minute.next()
+        assert (first["timestamp"], first["partial"], first["closed"]) == (T0 - 60, True, False)
+        assert {(await quotes.next())["ticker"] for _ in range(2)} == {"NASDAQ:AAPL", "BINANCE:BTCUSDT"}
+
+        ticks = [
+            (T0 + 1, 100.0, 1_000.0),
+            (T0 + 20, 101.5, 1_010.0),
+            (T0 + 40, 99.0, 1_030.0),
+            (T0 + 59, 100.5, 1_035.0),
+        ]
+        for t, price, volume in ticks:
+            stream_clock.now = t
+            await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+        await simulator.push_quote(AAPL, bid=100.4, ask=100.6)  # a quote-only update
+        quote = await quotes.next(lambda q: q["ticker"] == "NASDAQ:AAPL" and q["bid"] == 100.4)
+        assert (quote["price"], quote["ask"], quote["volume"]) == (100.5, 100.6, 1_035.0)
+
+        closed_partial = await minute.next(lambda b: b["closed"])
+        assert (closed_partial["timestamp"], closed_partial["partial"]) == (T0 - 60, True)
+        live = await minute.next(lambda b: b["timestamp"] == T0 and b["close"] == 100.5)
+        assert (live["open"], live["high"], live["low"], live["volume"], live["closed"]) == (
+            100.0,
+            101.5,
+            99.0,
+            1_035.0,
+            False,
+        )
+
+        stream_clock.now = T0 + 60  # the minute ends: the clock closes the quiet bar
+        final = await minute.next(lambda b: b["closed"])
+        assert final == {
+            "ticker": "NASDAQ:AAPL",
+            "interval": "MINUTE_1",
+            "timestamp": T0,
+            "open": 100.0,
+            "high": 101.5,
+            "low": 99.0,
+            "close": 100.5,
+            "volume": 1_035.0,
+            "ticks": 4,
+            "partial": False,
+            "closed": True,
+        }
+        hour_bar = await hour.next(lambda b: b["close"] == 100.5)
+        assert (hour_bar["timestamp"], hour_bar["partial"], hour_bar["closed"]) == (T0 - 38 * 60, True, False)
+
+    # The completed bar is in the store, so the history query has it; the partial one is not.
+    stored = await until(lambda: _stored_minutes(gql))
+    assert stored == [{"timestamp": T0, "open": 100.0, "high": 101.5, "low": 99.0, "close": 100.5, "volume": 1_035.0}]
+
+    async def persisted() -> bool:
+        return bool((await status(gql))["barsPersisted"] == 1)
+
+    await until(persisted)
+
+
+async def _watching(gql: GraphQLClient, tickers: set[str]) -> bool:
+    s = await status(gql)
+    return bool(s["connected"]) and set(s["watchedSymbols"]) >= tickers
+
+
+async def _stored_minutes(gql: GraphQLClient) -> list[dict[str, Any]]:
+    query = '{ bars(exchange: "NASDAQ", symbol: "AAPL", interval: MINUTE_1) { bars { timestamp open high low close volume } } }'
+    bars: list[dict[str, Any]] = (await gql.data(query))["bars"]["bars"]
+    return bars
+
+
+async def test_reconnect_resubscribes_with_no_missing_or_duplicated_bars(
+    gql: GraphQLClient,
+    resources: Resources,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    simulator: TradingViewSimulator,
+) -> None:
+    await watch(gql, AAPL)
+    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    script = [(T0 + 5, 10.0, 100.0), (T0 + 30, 11.0, 110.0)]
+    after_drop = [(T0 + 50, 9.0, 120.0), (T0 + 70, 12.0, 150.0), (T0 + 110, 12.5, 160.0), (T0 + 130, 13.0, 170.0)]
+    for t, price, volume in script:
+        stream_clock.now = t
+        await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+    await asyncio.sleep(0.2)
+    assert await simulator.drop_connections() == 1
+    await until(lambda: _reconnected(gql))
+    for t, price, volume in after_drop:
+        stream_clock.now = t
+        await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+    stream_clock.now = T0 + 180
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+
+    async def stored() -> list[Any]:
+        page = await resources.store.read_page(series, start=None, end=None, limit=100)
+        return list(page.bars) if len(page.bars) >= 3 else []
+
+    bars = await until(stored)
+    assert [(b.time, b.open, b.high, b.low, b.close, b.volume) for b in bars] == [
+        (T0, 10.0, 11.0, 9.0, 9.0, 120.0),  # ticks from both sides of the drop, once each
+        (T0 + 60, 12.0, 12.5, 12.0, 12.5, 40.0),
+        (T0 + 120, 13.0, 13.0, 13.0, 13.0, 10.0),
+    ]
+    assert (await resources.store.stats(series)).bar_count == 3
+
+
+async def _reconnected(gql: GraphQLClient) -> bool:
+    s = await status(gql)
+    return bool(s["connected"]) and s["reconnects"] >= 1
+
+
+async def test_bad_input_fails_that_subscription_only(
+    gql: GraphQLClient,
+    api_url: str,
+    stream: asyncio.Task[None],
+    simulator: TradingViewSimulator,
+    resources: Resources,
+) -> None:
+    await watch(gql, AAPL)
+    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    async with session(api_url) as s:
+        good = Collector(s, LIVE_QUOTES, {"t": ["NASDAQ:AAPL"]})
+        await good.next()
+        cases: list[tuple[str, dict[str, Any], str]] = [
+            (LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_3"}, "MINUTE_3 is not aggregated live"),
+            (LIVE_BARS, {"e": "NASDAQ", "s": "AA PL", "i": "MINUTE_1"}, "malformed symbol"),
+            (LIVE_BARS, {"e": "NASDAQ", "s": "MSFT", "i": "MINUTE_1"}, "not watched: NASDAQ:MSFT"),
+            (LIVE_QUOTES, {"t": [f"NASDAQ:S{i}" for i in range(51)]}, "at most 50 tickers"),
+            (LIVE_QUOTES, {"t": ["NASDAQ"]}, "expected EXCHANGE:SYMBOL"),
+        ]
+        for document, variables, message in cases:
+            error = await Collector(s, document, variables).failure()
+            assert isinstance(error, TransportQueryError)
+            assert message in str(error)
+        await simulator.push_quote(AAPL, lp=123.0, lp_time=T0)
+        assert (await good.next(lambda q: q["price"] == 123.0))["ticker"] == "NASDAQ:AAPL"
+        assert good.error is None
+
+
+async def test_subscriptions_per_connection_are_limited(
+    gql: GraphQLClient, api_url: str, stream: asyncio.Task[None], resources: Resources
+) -> None:
+    await watch(gql, AAPL)
+    limit = resources.settings.max_subscriptions_per_connection
+    async with session(api_url) as s:
+        open_ones = [Collector(s, LIVE_QUOTES, {"t": ["NASDAQ:AAPL"]}) for _ in range(limit)]
+        for c in open_ones:
+            await c.next()
+        error = await Collector(s, LIVE_QUOTES, {"t": ["NASDAQ:AAPL"]}).failure()
+        assert f"at most {limit} subscriptions per connection" in str(error)
+
+
+async def test_an_abrupt_disconnect_leaves_nothing_behind(
+    gql: GraphQLClient, api_url: str, stream: asyncio.Task[None], simulator: TradingViewSimulator
+) -> None:
+    await watch(gql, AAPL, BTC)
+    await until(lambda: _watching(gql, {"NASDAQ:AAPL", "BINANCE:BTCUSDT"}))
+    async with websockets.connect(
+        api_url.replace("http", "ws") + "/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        for i, (document, variables) in enumerate(
+            [
+                (LIVE_QUOTES, {"t": ["NASDAQ:AAPL", "BINANCE:BTCUSDT"]}),
+                (LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"}),
+                (LIVE_BARS, {"e": "BINANCE", "s": "BTCUSDT", "i": "HOUR_1"}),
+            ]
+        ):
+            await ws.send(
+                json.dumps({"id": str(i), "type": "subscribe", "payload": {"query": document, "variables": variables}})
+            )
+        await ws.recv()
+        assert (await _live(api_url))["listeners"] == 3
+        assert _subscription_tasks() != []  # the check below can see them
+        for _ in range(50):  # updates pile up for a client that no longer reads
+            await simulator.push_quote(AAPL, lp=1.0, lp_time=T0)
+        ws.transport.abort()  # no close frame, no complete messages
+    live = await until(lambda: _idle(api_url))
+    assert live == {"listeners": 0, "channels": 0}
+    await asyncio.sleep(0.2)
+    assert _subscription_tasks() == []
+
+
+def _subscription_tasks() -> list[str]:
+    """Tasks running Strawberry's websocket handling or our subscription resolvers (the
+    stream's own tasks and the hub's one reader live on)."""
+    leftovers = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        where = code.co_filename if code else ""
+        if "strawberry" in where or "realtime/graphql" in where:
+            leftovers.append(f"{task.get_name()}: {where}")
+    return leftovers
+
+
+async def _live(api_url: str) -> dict[str, int]:
+    async with httpx.AsyncClient() as http:
+        live: dict[str, int] = (await http.get(api_url + "/health")).json()["live"]
+        return live
+
+
+async def _idle(api_url: str) -> dict[str, int] | None:
+    live = await _live(api_url)
+    return live if live["listeners"] == 0 else None
+
+
+async def test_watchlist_survives_and_bad_watch_input(gql: GraphQLClient) -> None:
+    mutation = "mutation($t: [String!]!) { watchSymbols(tickers: $t) { __typename ... on WatchlistChanged { watched changed } ... on InvalidInput { message field } } }"
+    assert (await gql.data(mutation, {"t": ["nasdaq:aapl", "NASDAQ:AAPL"]}))["watchSymbols"] == {
+        "__typename": "WatchlistChanged",
+        "watched": ["NASDAQ:AAPL"],
+        "changed": ["NASDAQ:AAPL"],
+    }
+    again = (await gql.data(mutation, {"t": ["NASDAQ:AAPL"]}))["watchSymbols"]
+    assert again["changed"] == []
+    bad = (await gql.data(mutation, {"t": ["NASDAQ:AAPL", "junk"]}))["watchSymbols"]
+    assert bad["__typename"] == "InvalidInput"
+    assert bad["field"] == "tickers"
+    assert (await gql.data("{ watchedSymbols }"))["watchedSymbols"] == ["NASDAQ:AAPL"]
+    unwatch = 'mutation { unwatchSymbols(tickers: ["NASDAQ:AAPL", "NASDAQ:MSFT"]) { ... on WatchlistChanged { watched changed } } }'
+    assert (await gql.data(unwatch))["unwatchSymbols"] == {"watched": [], "changed": ["NASDAQ:AAPL"]}
+
+
+async def test_symbol_errors_are_reported_and_others_keep_streaming(
+    gql: GraphQLClient, stream: asyncio.Task[None], simulator: TradingViewSimulator
+) -> None:
+    await watch(gql, AAPL, SymbolKey("NASDAQ", "NOPE"))
+
+    async def reported() -> dict[str, Any] | None:
+        s = await status(gql)
+        return s if s["symbolErrors"] and s["connected"] else None
+
+    s = await until(reported)
+    assert s["symbolErrors"] == [{"ticker": "NASDAQ:NOPE", "message": "invalid symbol"}]
+    await simulator.push_quote(AAPL, lp=5.0, lp_time=T0)
+    assert (await until(lambda: _ticking(gql)))["lastTickAgeSeconds"] is not None
+
+
+async def _ticking(gql: GraphQLClient) -> dict[str, Any] | None:
+    s = await status(gql)
+    return s if s["ticksPerSecond"] > 0 else None
+
+
+async def test_exactly_one_stream_and_takeover(
+    gql: GraphQLClient, resources: Resources, simulator: TradingViewSimulator, stream_clock: ManualClock
+) -> None:
+    await watch(gql, AAPL)
+    connections_before = simulator.stats.connections
+    first = asyncio.create_task(run_stream(resources, instance="first", clock=stream_clock))
+    await until(lambda: _instance(gql, "first"))
+    second = asyncio.create_task(run_stream(resources, instance="second", clock=stream_clock))
+    await asyncio.sleep(1.0)  # a whole lock TTL: the second must still wait
+    assert simulator.stats.connections == connections_before + 1
+    assert (await status(gql))["instance"] == "first"
+
+    first.cancel()  # the leader goes away; the waiting one takes over
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    await until(lambda: _instance(gql, "second"))
+    second.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await second
+
+
+async def _instance(gql: GraphQLClient, name: str) -> bool:
+    s = await status(gql)
+    return bool(s["running"]) and s["instance"] == name and bool(s["connected"])
+
+
+async def test_a_dead_leaders_lock_expires(resources: Resources) -> None:
+    dead = LeaderLock(resources.redis, wire.LEADER_KEY, ttl_seconds=0.3, owner="dead")
+    assert await dead.acquire()  # acquired, then never renewed: the process died
+    successor = LeaderLock(resources.redis, wire.LEADER_KEY, ttl_seconds=0.3, owner="successor")
+    assert not await successor.acquire()
+    await asyncio.sleep(0.4)
+    assert await successor.acquire()
+    assert not await dead.renew()  # a zombie cannot renew what it lost
+    assert await successor.holder() == "successor"
