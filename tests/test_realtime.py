@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from websockets.typing import Subprotocol
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
+from websockets.typing import Subprotocol
 
 from pocketquant.domain import Interval, SeriesKey, SymbolKey
 from pocketquant.realtime import wire
