@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import socket
@@ -77,6 +78,7 @@ def dev(
 
 async def _dev(settings: Settings, simulate: bool) -> None:
     from pocketquant.api.app import create_app
+    from pocketquant.api.serving import WS_PER_MESSAGE_DEFLATE
     from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
     from pocketquant.worker import build_worker, stop_worker
@@ -85,7 +87,13 @@ async def _dev(settings: Settings, simulate: bool) -> None:
         worker = build_worker(settings, resources=resources, handle_signals=False)
         worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
         stream_task = asyncio.create_task(run_stream(resources, instance=_instance_name()), name="stream")
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, resources), host=settings.host, port=settings.port))
+        config = uvicorn.Config(
+            create_app(settings, resources),
+            host=settings.host,
+            port=settings.port,
+            ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
+        )
+        server = uvicorn.Server(config)
         console.print(f"[bold]PocketQuant[/bold] GraphiQL at http://{settings.host}:{settings.port}/graphql")
         console.print("Other commands can share these services:")
         console.print(f"  export MONGODB_URL='{settings.mongodb_url}' REDIS_URL='{settings.redis_url}'")
@@ -130,11 +138,18 @@ def api(verbose: Verbose = False) -> None:
     """The API process (needs MONGODB_URL and REDIS_URL)."""
     _logging(verbose)
     from pocketquant.api.app import create_app
+    from pocketquant.api.serving import WS_PER_MESSAGE_DEFLATE
 
     settings = Settings()
     settings.required_mongodb_url()
     settings.required_redis_url()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, proxy_headers=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
+    )
 
 
 @app.command()
@@ -227,18 +242,55 @@ def export_schema(
         console.print(f"wrote {output}")
 
 
+class BenchSection(enum.StrEnum):
+    history = "history"
+    aggregator = "aggregator"
+    fanout = "fanout"
+    all = "all"
+
+
 @app.command()
 def bench(
+    section: Annotated[BenchSection, typer.Option(help="Which measurements to run.")] = BenchSection.all,
     runs: Annotated[int, typer.Option(min=1, max=5, help="Symbols to store (one run each).")] = 5,
     requests: Annotated[int, typer.Option(min=5, help="HTTP requests per GraphQL measurement.")] = 60,
+    subscribers: Annotated[int, typer.Option(min=1, help="Fan-out: subscribers of one symbol.")] = 1_000,
+    rate: Annotated[float, typer.Option(min=0.1, help="Fan-out: updates per second.")] = 10.0,
+    seconds: Annotated[float, typer.Option(min=1, help="Fan-out: measured duration.")] = 10.0,
 ) -> None:
-    """Measure storage and GraphQL paging on this machine, on embedded services."""
-    logging.basicConfig(level=logging.WARNING)
+    """Measure on this machine, on embedded services, each figure beside a baseline of the same run."""
+    logging.basicConfig(level=logging.ERROR)
     logging.getLogger("tvDatafeed").setLevel(logging.CRITICAL)
-    from pocketquant.bench import render, run
+    from pocketquant import bench as history_bench
+    from pocketquant import bench_live
 
-    console.print(f"running benchmarks ({runs} store runs, {requests} requests per query) ...")
-    print(render(asyncio.run(run(runs, requests))))
+    rows: list[history_bench.Row] = []
+    if section in (BenchSection.history, BenchSection.all):
+        console.print(f"history: {runs} store runs, {requests} requests per query ...")
+        rows += asyncio.run(history_bench.run(runs, requests))
+    if section in (BenchSection.aggregator, BenchSection.all):
+        console.print("aggregator: 1,000,000 ticks, 10 symbols, 6 intervals, best of 3 ...")
+        agg, bare = bench_live.aggregator_throughput()
+        rows.append(
+            history_bench.Row("aggregator, 6 default intervals, all semantics", f"{agg:,.0f} ticks/s", ">= 1,000,000")
+        )
+        rows.append(
+            history_bench.Row(
+                "baseline: bare OHLC loop, 6 intervals", f"{bare:,.0f} ticks/s (aggregator: {agg / bare:.2f}x)"
+            )
+        )
+    if section in (BenchSection.fanout, BenchSection.all):
+        console.print(f"fan-out: {subscribers} subscribers, {rate}/s for {seconds}s ...")
+        for r in asyncio.run(bench_live.run_fanout(subscribers, rate, seconds)):
+            rows.append(
+                history_bench.Row(
+                    r.name,
+                    f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; delivered {r.received:,}/{r.expected:,}; "
+                    f"peak RSS {r.peak_rss_mb:.0f} MB",
+                    "p99 < 25 ms" if r.name.startswith("GraphQL") else "",
+                )
+            )
+    print(history_bench.render(rows))
 
 
 @app.command()

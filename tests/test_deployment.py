@@ -20,11 +20,12 @@ def test_compose_file_is_valid_and_names_every_process() -> None:
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert {"mongo", "redis", "api", "worker"} <= set(services)
+    assert {"mongo", "redis", "api", "worker", "stream"} <= set(services)
     commands = set(get_command(app).commands)  # type: ignore[attr-defined]  # a click Group
     processes = {name: svc["command"] for name, svc in services.items() if svc["command"][0] == "pocketquant"}
     assert processes["api"] == ["pocketquant", "api"]
     assert processes["worker"] == ["pocketquant", "worker"]
+    assert processes["stream"] == ["pocketquant", "stream"]
     for name, command in processes.items():
         assert command[1] in commands, f"{name} runs unknown command {command}"
         env = services[name]["environment"]

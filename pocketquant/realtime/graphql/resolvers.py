@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import strawberry
 
@@ -20,6 +20,18 @@ from pocketquant.realtime.documents import WatchedSymbol
 from pocketquant.realtime.graphql.types import LiveBar, LiveQuote, StreamStatus, SymbolError, WatchlistChanged
 
 WatchResult = Annotated[WatchlistChanged | InvalidInput, strawberry.union("WatchResult")]
+
+_OBJECT = "__graphql_object__"
+
+
+def _shared[T](payload: dict[str, Any], build: Callable[[dict[str, Any]], T]) -> T:
+    """The GraphQL object of a hub event, built once: the hub gives every listener the
+    same payload dict, so all subscribers yield the same object and can share its
+    execution (see api/shared_events.py)."""
+    obj = payload.get(_OBJECT)
+    if obj is None:
+        obj = payload[_OBJECT] = build(payload)
+    return cast(T, obj)
 
 
 def _tickers(tickers: list[str], limit: int) -> list[SymbolKey]:
@@ -146,7 +158,7 @@ class RealtimeSubscription:
             context.hub.listen(keys, quotes=True, intervals=(), capacity=settings.subscriber_queue_size) as queue,
         ):
             while True:
-                yield LiveQuote.from_payload(await queue.get())
+                yield _shared(await queue.get(), LiveQuote.from_payload)
 
     @strawberry.subscription(
         description="One watched symbol's bar at one interval: the bar in progress first, then each update, "
@@ -171,7 +183,7 @@ class RealtimeSubscription:
             context.hub.listen([key], quotes=False, intervals=[live], capacity=settings.subscriber_queue_size) as queue,
         ):
             while True:
-                yield LiveBar.from_payload(await queue.get())
+                yield _shared(await queue.get(), LiveBar.from_payload)
 
 
 __all__ = ["Interval", "RealtimeMutation", "RealtimeQuery", "RealtimeSubscription"]

@@ -1,0 +1,308 @@
+"""Benchmarks of the live path: aggregator throughput and subscription fan-out.
+
+Each figure comes with a baseline measured in the same run: a bare loop doing only the
+OHLC arithmetic for the same intervals, and a plain ``websockets`` broadcast of the
+same messages to the same clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import websockets
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.typing import Subprotocol
+
+from pocketquant.domain import SymbolKey
+from pocketquant.domain.aggregator import DEFAULT_LIVE_INTERVALS, BarAggregator
+from pocketquant.realtime import wire
+
+# -- aggregator ----------------------------------------------------------------------
+
+
+def aggregator_throughput(n: int = 1_000_000, symbols: int = 10) -> tuple[float, float]:
+    """Ticks per second: (aggregator with the six default intervals, bare OHLC loop)."""
+    rng = random.Random(1)
+    keys = [SymbolKey("BENCH", f"S{i}") for i in range(symbols)]
+    ks = [keys[i % symbols] for i in range(n)]
+    ts: list[int] = []
+    t = 1_795_185_450
+    for i in range(n):
+        if i % symbols == 0:
+            t += rng.choice((0, 0, 1, 1, 2))
+        ts.append(t)
+    ps = [100 + rng.random() for _ in range(n)]
+    vs = [float(i) for i in range(n)]
+
+    def bare() -> None:
+        steps = [i.nominal_seconds for i in DEFAULT_LIVE_INTERVALS]
+        state = {k: [[-1, 0.0, 0.0, 0.0, 0.0, 0.0] for _ in steps] for k in keys}
+        for k, t, p, v in zip(ks, ts, ps, vs, strict=True):
+            bars = state[k]
+            for j, step in enumerate(steps):
+                b = bars[j]
+                start = t - t % step
+                if b[0] != start:
+                    b[0] = start
+                    b[1] = b[2] = b[3] = b[4] = p
+                    b[5] = v
+                else:
+                    if p > b[2]:
+                        b[2] = p
+                    if p < b[3]:
+                        b[3] = p
+                    b[4] = p
+                    b[5] += v
+
+    def aggregate() -> None:
+        on_tick = BarAggregator(DEFAULT_LIVE_INTERVALS).on_tick
+        for k, t, p, v in zip(ks, ts, ps, vs, strict=True):
+            on_tick(k, t, p, v)
+
+    best: dict[str, float] = {}
+    for fn in (bare, aggregate, bare, aggregate, bare, aggregate):
+        start = time.perf_counter()
+        fn()
+        rate = n / (time.perf_counter() - start)
+        best[fn.__name__] = max(best.get(fn.__name__, 0.0), rate)
+    return best["aggregate"], best["bare"]
+
+
+# -- fan-out -------------------------------------------------------------------------
+
+FANOUT_QUERY = 'subscription { liveQuotes(tickers: ["BENCH:FANOUT"]) { ticker price time bid ask volume } }'
+FANOUT_KEY = SymbolKey("BENCH", "FANOUT")
+
+
+@dataclass
+class FanoutResult:
+    name: str
+    p50_ms: float
+    p99_ms: float
+    received: int
+    expected: int
+    peak_rss_mb: float
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _sent_at(message: str | bytes) -> float | None:
+    """The publish time carried as the quote's price, found without a full JSON parse
+    (the client process must stay cheaper than the server it measures)."""
+    text = message.decode() if isinstance(message, bytes) else message
+    at = text.find('"price":')
+    if at < 0:
+        return None
+    end = at + 8
+    while end < len(text) and text[end] not in ",}":
+        end += 1
+    try:
+        value = float(text[at + 8 : end])
+    except ValueError:
+        return None
+    return value if value > 1e9 else None  # a timed event, not a snapshot
+
+
+async def _client(url: str, n: int, graphql: bool, duration: float) -> None:
+    """One client process: ``n`` connections, one subscription each; prints READY, then
+    after ``duration`` the latencies (ms) it measured."""
+    latencies: list[float] = []
+    connected = 0
+    all_connected = asyncio.Event()
+
+    async def one() -> None:
+        nonlocal connected
+        protocols = [Subprotocol("graphql-transport-ws")] if graphql else None
+        async with websockets.connect(
+            url, subprotocols=protocols, max_size=2**20, open_timeout=60, compression=None
+        ) as ws:
+            if graphql:
+                await ws.send(json.dumps({"type": "connection_init"}))
+                await ws.recv()
+                await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": FANOUT_QUERY}}))
+            connected += 1
+            if connected == n:
+                all_connected.set()
+            async for message in ws:
+                now = time.time()
+                sent = _sent_at(message)
+                if sent is not None:
+                    latencies.append((now - sent) * 1e3)
+
+    tasks = []
+    for i in range(n):
+        tasks.append(asyncio.create_task(one()))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)  # do not flood the accept queue
+    await asyncio.wait_for(all_connected.wait(), 120)
+    await asyncio.sleep(1.0 if graphql else 0.2)  # first snapshots delivered
+    print("READY", flush=True)
+    await asyncio.sleep(duration)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps(latencies), flush=True)
+
+
+CLIENT_PROCESSES = 2
+
+
+@contextlib.asynccontextmanager
+async def _clients(url: str, n: int, graphql: bool, duration: float) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """Client processes sharing ``n`` connections; yields once all are subscribed."""
+    procs = []
+    try:
+        for share in (n // CLIENT_PROCESSES + (1 if i < n % CLIENT_PROCESSES else 0) for i in range(CLIENT_PROCESSES)):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "pocketquant.bench_live",
+                    "client",
+                    url,
+                    str(share),
+                    "graphql" if graphql else "raw",
+                    str(duration),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            )
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 300)
+            if line.strip() != b"READY":
+                raise RuntimeError(f"benchmark clients failed to start: {line!r}")
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
+async def _latencies(procs: list[asyncio.subprocess.Process]) -> list[float]:
+    latencies: list[float] = []
+    for proc in procs:
+        out, _ = await proc.communicate()
+        latencies += json.loads(out.decode().strip().splitlines()[-1])
+    return latencies
+
+
+def _summary(name: str, latencies: list[float], expected: int, peak: float) -> FanoutResult:
+    ordered = sorted(latencies) or [float("nan")]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return FanoutResult(name, statistics.median(ordered), p99, len(latencies), expected, peak)
+
+
+async def _drive(publish: Any, rate: float, duration: float, pid: int) -> float:
+    """Publish ``rate`` events per second for ``duration``; return peak RSS (MB)."""
+    peak = _rss_mb(pid)
+    events = int(rate * duration)
+    start = time.perf_counter()
+    for i in range(events):
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        await publish(i)
+        peak = max(peak, _rss_mb(pid))
+    return peak
+
+
+async def fanout_graphql(redis: Any, api_ws_url: str, subscribers: int, rate: float, duration: float) -> FanoutResult:
+    async def publish(i: int) -> None:
+        quote = {"seq": time.time_ns(), "ticker": FANOUT_KEY.ticker, "price": time.time(), "time": int(time.time()),
+                 "change": 0.0, "change_percent": 0.0, "bid": float(i), "ask": float(i), "volume": float(i),
+                 "session": "market"}  # fmt: skip
+        await redis.publish(wire.channel(FANOUT_KEY), json.dumps({"quote": quote, "bars": []}))
+
+    async with _clients(api_ws_url, subscribers, True, duration + 2) as procs:
+        peak = await _drive(publish, rate, duration, os.getpid())
+        latencies = await _latencies(procs)
+    return _summary(
+        f"GraphQL liveQuotes, {subscribers} subscribers of one symbol",
+        latencies,
+        int(rate * duration) * subscribers,
+        peak,
+    )
+
+
+async def fanout_baseline(subscribers: int, rate: float, duration: float) -> FanoutResult:
+    connections: set[ServerConnection] = set()
+
+    async def handler(ws: ServerConnection) -> None:
+        connections.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            connections.discard(ws)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:  # like the API: no deflate
+        port = next(iter(server.sockets)).getsockname()[1]
+
+        async def publish(i: int) -> None:
+            data = {"liveQuotes": {"ticker": FANOUT_KEY.ticker, "price": time.time(), "time": int(time.time()),
+                                   "bid": float(i), "ask": float(i), "volume": float(i)}}  # fmt: skip
+            broadcast(connections, json.dumps({"id": "1", "type": "next", "payload": {"data": data}}))
+
+        async with _clients(f"ws://127.0.0.1:{port}", subscribers, False, duration + 2) as procs:
+            peak = await _drive(publish, rate, duration, os.getpid())
+            latencies = await _latencies(procs)
+    return _summary(
+        f"baseline: websockets.broadcast, {subscribers} connections",
+        latencies,
+        int(rate * duration) * subscribers,
+        peak,
+    )
+
+
+async def run_fanout(subscribers: int = 1_000, rate: float = 10.0, duration: float = 10.0) -> list[FanoutResult]:
+    import tempfile
+    from pathlib import Path
+
+    from pocketquant.api.app import create_app
+    from pocketquant.api.serving import serve as serve_app
+    from pocketquant.infra.embedded import embedded_mongodb, embedded_redis
+    from pocketquant.realtime.documents import WatchedSymbol
+    from pocketquant.resources import open_resources
+    from pocketquant.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="pocketquant-fanout-") as tmp:
+        async with embedded_mongodb(Path(tmp) / "db.sqlite3") as mongo_url, embedded_redis() as redis_url:
+            settings = Settings(_env_file=None, mongodb_url=mongo_url, redis_url=redis_url)
+            async with open_resources(settings) as resources:
+                await WatchedSymbol(exchange="BENCH", symbol="FANOUT", added_at=datetime.now(UTC)).insert()
+                async with serve_app(create_app(settings, resources)) as url:
+                    graphql = await fanout_graphql(
+                        resources.redis, url.replace("http", "ws") + "/graphql", subscribers, rate, duration
+                    )
+    baseline = await fanout_baseline(subscribers, rate, duration)
+    return [graphql, baseline]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    client = sub.add_parser("client")
+    client.add_argument("url")
+    client.add_argument("n", type=int)
+    client.add_argument("mode", choices=["graphql", "raw"])
+    client.add_argument("duration", type=float)
+    args = parser.parse_args()
+    asyncio.run(_client(args.url, args.n, args.mode == "graphql", args.duration))
+
+
+if __name__ == "__main__":
+    main()
