@@ -4,6 +4,7 @@ running API, fed by the stream process from the simulator's quote mode through R
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ T0 = int(SIM_START) + 30  # 14:38:00 UTC, a minute boundary
 LIVE_BARS = """subscription($e: String!, $s: String!, $i: Interval!) {
   liveBars(exchange: $e, symbol: $s, interval: $i) { ticker interval timestamp open high low close volume ticks partial closed } }"""
 LIVE_QUOTES = "subscription($t: [String!]!) { liveQuotes(tickers: $t) { ticker price time bid ask volume } }"
+LIVE_QUOTES_SESSION = "subscription($t: [String!]!) { liveQuotes(tickers: $t) { ticker price session } }"
 
 
 async def watch(gql: GraphQLClient, *keys: SymbolKey) -> None:
@@ -300,7 +302,7 @@ async def test_an_abrupt_disconnect_leaves_nothing_behind(
             await simulator.push_quote(AAPL, lp=1.0, lp_time=T0)
         ws.transport.abort()  # no close frame, no complete messages
     live = await until(lambda: _idle(api_url))
-    assert live == {"listeners": 0, "channels": 0}
+    assert (live["listeners"], live["channels"], live["pending_updates"]) == (0, 0, 0)
     await asyncio.sleep(0.2)
     assert _subscription_tasks() == []
 
@@ -400,3 +402,75 @@ async def test_a_dead_leaders_lock_expires(resources: Resources) -> None:
     assert await successor.acquire()
     assert not await dead.renew()  # a zombie cannot renew what it lost
     assert await successor.holder() == "successor"
+
+
+async def test_a_slow_consumer_does_not_delay_the_others(
+    gql: GraphQLClient, api_url: str, stream: asyncio.Task[None], simulator: TradingViewSimulator
+) -> None:
+    await watch(gql, AAPL)
+    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    url = api_url.replace("http", "ws") + "/graphql"
+    # A small, fixed receive buffer (autotuning goes to 32 MB here) and a client that
+    # stops reading: the server's sends to it really block.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
+    sock.connect(("127.0.0.1", int(api_url.rsplit(":", 1)[1])))
+    sock.setblocking(False)
+    slow = await websockets.connect(url, sock=sock, subprotocols=[Subprotocol("graphql-transport-ws")], max_queue=1)
+    try:
+        await slow.send(json.dumps({"type": "connection_init"}))
+        await slow.recv()
+        subscribe = {"query": LIVE_QUOTES_SESSION, "variables": {"t": ["NASDAQ:AAPL"]}}
+        await slow.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        async with session(api_url) as s:
+            fast = Collector(s, LIVE_QUOTES_SESSION, {"t": ["NASDAQ:AAPL"]})
+            await fast.next()
+            padding = "x" * 20_000  # 300 updates: 6 MB for each subscriber, past any buffer on the way
+            for i in range(1, 301):
+                await simulator.push_quote(AAPL, lp=float(i), lp_time=T0, current_session=padding)
+                # The fast subscriber gets every single update, in order, while the slow one is stuck.
+                assert (await fast.next(within=5))["price"] == float(i)
+            live = await _live(api_url)
+            assert live["listeners"] == 2
+            assert live["pending_updates"] == 1  # the stuck one holds the newest update only, not 300
+    finally:
+        slow.transport.abort()
+
+
+async def test_closed_bars_survive_a_failing_store(
+    gql: GraphQLClient, resources: Resources, stream_clock: ManualClock, simulator: TradingViewSimulator
+) -> None:
+    import dataclasses
+
+    from pocketquant.history.store import BarStore
+
+    class FlakyStore(BarStore):
+        failures = 3
+
+        async def write(self, series: SeriesKey, bars: Any) -> Any:
+            if FlakyStore.failures:
+                FlakyStore.failures -= 1
+                raise ConnectionError("MongoDB is down")
+            return await super().write(series, bars)
+
+    flaky = dataclasses.replace(resources, store=FlakyStore(resources.settings.chunk_size))
+    await watch(gql, AAPL)
+    task = asyncio.create_task(run_stream(flaky, instance="flaky", clock=stream_clock))
+    try:
+        await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+        for t, price in [(T0 + 1, 1.0), (T0 + 61, 2.0), (T0 + 121, 3.0)]:
+            stream_clock.now = t
+            await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=float(t))
+        stream_clock.now = T0 + 181
+        series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+
+        async def stored() -> list[int]:
+            page = await resources.store.read_page(series, start=None, end=None, limit=10)
+            return page.bars.t if len(page.bars) == 3 else []
+
+        assert await until(stored, within=20) == [T0, T0 + 60, T0 + 120]
+        assert FlakyStore.failures == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -71,7 +71,12 @@ async def health(request: Request) -> JSONResponse:
     with this process's live subscribers."""
     checks = await component_checks(request.state.resources)
     hub: LiveHub = request.state.hub
-    live = {"listeners": hub.listener_count, "channels": hub.channel_count}
+    live = {
+        "listeners": hub.listener_count,
+        "channels": hub.channel_count,
+        "pending_updates": hub.pending_updates,
+        "dropped_updates": hub.dropped_updates,
+    }
     return JSONResponse({"status": "ok", "components": checks, "live": live})
 
 

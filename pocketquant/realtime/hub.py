@@ -118,11 +118,24 @@ class LiveHub:
 
     @property
     def listener_count(self) -> int:
-        return len({listener for c in self._channels.values() for listener in c.listeners})
+        return len(self._listeners())
 
     @property
     def channel_count(self) -> int:
         return len(self._channels)
+
+    def _listeners(self) -> set[Listener]:
+        return {listener for c in self._channels.values() for listener in c.listeners}
+
+    @property
+    def pending_updates(self) -> int:
+        """Updates waiting for subscribers that have not taken them yet (slow ones)."""
+        return sum(len(listener.queue) for listener in self._listeners())
+
+    @property
+    def dropped_updates(self) -> int:
+        """Updates dropped from full queues of current subscribers."""
+        return sum(listener.queue.dropped for listener in self._listeners())
 
     async def close(self) -> None:
         if self._reader is not None:

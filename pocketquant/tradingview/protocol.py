@@ -21,7 +21,9 @@ class ProtocolError(ValueError):
 
 def utf16_len(text: str) -> int:
     """Length in UTF-16 code units, as JavaScript's ``String.length``."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _advance_utf16(text: str, start: int, units: int) -> int:
