@@ -203,9 +203,16 @@ async def _latencies(procs: list[asyncio.subprocess.Process]) -> list[float]:
     return latencies
 
 
-def _summary(name: str, latencies: list[float], expected: int, peak: float) -> FanoutResult:
+async def _measure(
+    name: str, url: str, graphql: bool, publish: Any, subscribers: int, rate: float, duration: float
+) -> FanoutResult:
+    """Connect the clients, publish at ``rate`` for ``duration``, collect latencies."""
+    async with _clients(url, subscribers, graphql, duration + 2) as procs:
+        peak = await _drive(publish, rate, duration, os.getpid())
+        latencies = await _latencies(procs)
     ordered = sorted(latencies) or [float("nan")]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    expected = int(rate * duration) * subscribers
     return FanoutResult(name, statistics.median(ordered), p99, len(latencies), expected, peak)
 
 
@@ -228,15 +235,8 @@ async def fanout_graphql(redis: Any, api_ws_url: str, subscribers: int, rate: fl
                  "session": "market"}  # fmt: skip
         await redis.publish(wire.channel(FANOUT_KEY), json.dumps({"quote": quote, "bars": []}))
 
-    async with _clients(api_ws_url, subscribers, True, duration + 2) as procs:
-        peak = await _drive(publish, rate, duration, os.getpid())
-        latencies = await _latencies(procs)
-    return _summary(
-        f"GraphQL liveQuotes, {subscribers} subscribers of one symbol",
-        latencies,
-        int(rate * duration) * subscribers,
-        peak,
-    )
+    name = f"GraphQL liveQuotes, {subscribers} subscribers of one symbol"
+    return await _measure(name, api_ws_url, True, publish, subscribers, rate, duration)
 
 
 async def fanout_baseline(subscribers: int, rate: float, duration: float) -> FanoutResult:
@@ -257,15 +257,8 @@ async def fanout_baseline(subscribers: int, rate: float, duration: float) -> Fan
                                    "bid": float(i), "ask": float(i), "volume": float(i)}}  # fmt: skip
             broadcast(connections, json.dumps({"id": "1", "type": "next", "payload": {"data": data}}))
 
-        async with _clients(f"ws://127.0.0.1:{port}", subscribers, False, duration + 2) as procs:
-            peak = await _drive(publish, rate, duration, os.getpid())
-            latencies = await _latencies(procs)
-    return _summary(
-        f"baseline: websockets.broadcast, {subscribers} connections",
-        latencies,
-        int(rate * duration) * subscribers,
-        peak,
-    )
+        name = f"baseline: websockets.broadcast, {subscribers} connections"
+        return await _measure(name, f"ws://127.0.0.1:{port}", False, publish, subscribers, rate, duration)
 
 
 async def run_fanout(subscribers: int = 1_000, rate: float = 10.0, duration: float = 10.0) -> list[FanoutResult]:
