@@ -41,6 +41,7 @@ async def test_bounded_memory_drops_the_oldest() -> None:
     assert len(q) == 8
     assert q.dropped == 992
     assert (await q.get())["seq"] == 992
+    assert len(q._seen) <= 32  # a long-lived subscription's bookkeeping stays bounded too
 
 
 async def test_a_close_supersedes_its_pending_update_and_is_not_replaced() -> None:

@@ -182,6 +182,30 @@ async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stor
     await until(persisted)
 
 
+async def test_a_late_subscriber_gets_the_closed_bar_not_a_stale_one(
+    gql: GraphQLClient,
+    api_url: str,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    simulator: TradingViewSimulator,
+) -> None:
+    await watch(gql, AAPL)
+    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    for t, price in [(T0 + 1, 10.0), (T0 + 30, 11.0), (T0 + 61, 12.0)]:  # the last one opens 14:39
+        stream_clock.now = t
+        await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=float(t))
+    await asyncio.sleep(0.3)
+    async with session(api_url) as s:
+        bars = Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"})
+        first = await bars.next()
+        assert (first["timestamp"], first["close"], first["closed"]) == (T0 + 60, 12.0, False)  # not 14:38
+        stream_clock.now = T0 + 121  # 14:39 closes on the clock: no newer bar exists
+        assert (await bars.next())["closed"] is True
+    async with session(api_url) as s:
+        late = await Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"}).next()
+        assert (late["timestamp"], late["close"], late["closed"]) == (T0 + 60, 12.0, True)
+
+
 async def _watching(gql: GraphQLClient, tickers: set[str]) -> bool:
     s = await status(gql)
     return bool(s["connected"]) and set(s["watchedSymbols"]) >= tickers

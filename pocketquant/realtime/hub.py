@@ -52,6 +52,11 @@ class LatestQueue:
         if seq <= self._seen.get(key, -1):
             return  # older than what this listener already has
         self._seen[key] = seq
+        if len(self._seen) > 4 * self._capacity:
+            # Closed bars add a key each; forget the oldest. Sequence checks matter only
+            # against the snapshot, at the start of a subscription.
+            for old in list(self._seen)[: 2 * self._capacity]:
+                del self._seen[old]
         self._items.pop(key, None)  # re-insert: newest last
         self._items[key] = value
         if len(self._items) > self._capacity:

@@ -104,8 +104,10 @@ class StreamService:
             self._tick_times.append(update.received_at)
             self._last_tick_at = update.received_at
             bars = list(self.aggregator.current(update.key))
-        await self._publish(update.key, wire.quote_payload(update.key, update.state, self._next_seq()), bars)
+        # Closes first: a tick that opens a new bar closed the previous one, and
+        # subscribers (and the snapshot) must see them in that order.
         await self._flush_closed()
+        await self._publish(update.key, wire.quote_payload(update.key, update.state, self._next_seq()), bars)
 
     async def _clock_loop(self) -> None:
         while True:
@@ -118,7 +120,8 @@ class StreamService:
     async def _publish(self, key: SymbolKey, quote: dict[str, Any] | None, bars: list[LiveBar]) -> None:
         payload: dict[str, Any] = {"quote": quote, "bars": [wire.bar_payload(b, self._next_seq()) for b in bars]}
         message = json.dumps(payload, separators=(",", ":"))
-        snapshot = {f"bar:{b['interval']}": json.dumps(b) for b in payload["bars"] if not b["closed"]}
+        # The newest bar per interval, in progress or just closed (a quiet symbol's last bar).
+        snapshot = {f"bar:{b['interval']}": json.dumps(b) for b in payload["bars"]}
         if quote is not None:
             snapshot["quote"] = json.dumps(quote)
         try:
