@@ -94,6 +94,17 @@ async def _dev(settings: Settings, simulate: bool) -> None:
             ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
         )
         server = uvicorn.Server(config)
+
+        def stop_if_failed(task: asyncio.Task[None]) -> None:
+            # A dead worker or stream must not leave a half-working service behind.
+            if not task.cancelled() and task.exception() is not None:
+                logging.getLogger("pocketquant.dev").error(
+                    "%s stopped: %r; shutting down", task.get_name(), task.exception()
+                )
+                server.should_exit = True
+
+        worker_task.add_done_callback(stop_if_failed)
+        stream_task.add_done_callback(stop_if_failed)
         console.print(f"[bold]PocketQuant[/bold] GraphiQL at http://{settings.host}:{settings.port}/graphql")
         console.print("Other commands can share these services:")
         console.print(f"  export MONGODB_URL='{settings.mongodb_url}' REDIS_URL='{settings.redis_url}'")
@@ -103,7 +114,7 @@ async def _dev(settings: Settings, simulate: bool) -> None:
             await server.serve()
         finally:
             stream_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged above
                 await stream_task
             await stop_worker(worker, worker_task)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC
 from typing import Any
 
@@ -15,6 +16,8 @@ from pocketquant.history.dispatch import SYNC_FUNCTION
 from pocketquant.history.jobs import cron_jobs, sync_series
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(
@@ -67,8 +70,12 @@ async def stop_worker(worker: Worker, run_task: asyncio.Task[None], grace_second
     cancellation, which would skip its shutdown hook.
     """
     run_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await run_task
+    except asyncio.CancelledError:
+        pass
+    except Exception:  # it had died already; shut down the rest regardless
+        log.exception("the worker had stopped with an error")
     in_flight = [t for t in worker.tasks.values() if not t.done()]
     if in_flight:
         await asyncio.wait(in_flight, timeout=grace_seconds)

@@ -62,3 +62,22 @@ async def test_get_waits_for_a_put() -> None:
     assert not waiter.done()
     q.put("k", {"seq": 1})
     assert await asyncio.wait_for(waiter, 1) == {"seq": 1}
+
+
+async def test_the_stream_lock_works_on_the_embedded_fakeredis_fallback() -> None:
+    """`pocketquant dev` without a redis-server runs on fakeredis: the lock's Lua must work."""
+    import redis.asyncio
+
+    from pocketquant.infra.embedded import _fakeredis_server
+    from pocketquant.realtime.leader import LeaderLock
+
+    async with _fakeredis_server() as url:
+        client = redis.asyncio.Redis.from_url(url)
+        try:
+            lock = LeaderLock(client, "lock", ttl_seconds=5, owner="a")
+            assert await lock.acquire()
+            assert await lock.renew()
+            await lock.release()
+            assert await lock.holder() is None
+        finally:
+            await client.aclose()

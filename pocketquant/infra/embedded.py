@@ -118,10 +118,32 @@ async def _wait_for_port(port: int, proc: asyncio.subprocess.Process) -> None:
     raise RuntimeError(f"redis-server did not listen on port {port}")
 
 
+def _register_fakeredis_info() -> None:
+    """fakeredis implements no INFO, and arq's worker calls it once at start-up only to
+    log the server's version, memory and clients (without it the worker dies there).
+    Register a minimal INFO with fakeredis's own command decorator. fakeredis is pinned
+    and a test runs a real arq worker against this server."""
+    from fakeredis._commands import SUPPORTED_COMMANDS, command
+    from fakeredis.commands_mixins.server_mixin import ServerCommandsMixin
+
+    if "info" in SUPPORTED_COMMANDS:
+        return
+
+    def info(self: object, *sections: bytes) -> bytes:
+        return (
+            b"# Server\r\nredis_version:fakeredis\r\n"
+            b"# Memory\r\nused_memory_human:n/a\r\n"
+            b"# Clients\r\nconnected_clients:0\r\n"
+        )
+
+    ServerCommandsMixin.info = command((), (bytes,))(info)  # type: ignore[attr-defined]
+
+
 @contextlib.asynccontextmanager
 async def _fakeredis_server() -> AsyncIterator[str]:
     from fakeredis import TcpFakeServer
 
+    _register_fakeredis_info()
     port = free_port()
     server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
     thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
