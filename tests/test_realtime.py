@@ -320,13 +320,20 @@ async def test_an_abrupt_disconnect_leaves_nothing_behind(
                 json.dumps({"id": str(i), "type": "subscribe", "payload": {"query": document, "variables": variables}})
             )
         await ws.recv()
-        assert (await _live(api_url))["listeners"] == 3
+        live = await _live(api_url)
+        assert (live["subscribers"], live["groups"], live["listeners"]) == (3, 3, 3)
         assert _subscription_tasks() != []  # the check below can see them
         for _ in range(50):  # updates pile up for a client that no longer reads
             await simulator.push_quote(AAPL, lp=1.0, lp_time=T0)
         ws.transport.abort()  # no close frame, no complete messages
     live = await until(lambda: _idle(api_url))
-    assert (live["listeners"], live["channels"], live["pending_updates"]) == (0, 0, 0)
+    assert (live["subscribers"], live["groups"], live["listeners"], live["channels"], live["pending_updates"]) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     await asyncio.sleep(0.2)
     assert _subscription_tasks() == []
 
@@ -338,7 +345,7 @@ def _subscription_tasks() -> list[str]:
     for task in asyncio.all_tasks():
         code = getattr(task.get_coro(), "cr_code", None)
         where = code.co_filename if code else ""
-        if "strawberry" in where or "realtime/graphql" in where:
+        if "strawberry" in where or "realtime/graphql" in where or "api/fanout" in where:
             leftovers.append(f"{task.get_name()}: {where}")
     return leftovers
 
@@ -351,7 +358,7 @@ async def _live(api_url: str) -> dict[str, int]:
 
 async def _idle(api_url: str) -> dict[str, int] | None:
     live = await _live(api_url)
-    return live if live["listeners"] == 0 else None
+    return live if live["subscribers"] == 0 and live["listeners"] == 0 else None
 
 
 async def test_watchlist_survives_and_bad_watch_input(gql: GraphQLClient) -> None:
@@ -455,7 +462,7 @@ async def test_a_slow_consumer_does_not_delay_the_others(
                 # The fast subscriber gets every single update, in order, while the slow one is stuck.
                 assert (await fast.next(within=5))["price"] == float(i)
             live = await _live(api_url)
-            assert live["listeners"] == 2
+            assert live["subscribers"] == 2
             assert live["pending_updates"] == 1  # the stuck one holds the newest update only, not 300
     finally:
         slow.transport.abort()
@@ -498,3 +505,57 @@ async def test_closed_bars_survive_a_failing_store(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_identical_subscriptions_share_one_group(
+    gql: GraphQLClient,
+    api_url: str,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    simulator: TradingViewSimulator,
+) -> None:
+    await watch(gql, AAPL)
+    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    url = api_url.replace("http", "ws") + "/graphql"
+    variables = {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"}
+
+    async def member(op_id: str) -> Any:
+        ws = await websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")])
+        await ws.send(json.dumps({"type": "connection_init"}))
+        await ws.recv()
+        await ws.send(
+            json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": LIVE_BARS, "variables": variables}})
+        )
+        return ws
+
+    async def next_bar(ws: Any, where: Any = lambda b: True) -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            while True:
+                message = json.loads(await ws.recv())
+                assert message["type"] == "next", message
+                bar: dict[str, Any] = message["payload"]["data"]["liveBars"]
+                if where(bar):
+                    return bar
+
+    stream_clock.now = T0 + 1
+    await simulator.push_quote(AAPL, lp=50.0, lp_time=T0 + 1, volume=1.0)
+    members = [await member(f"op-{i}") for i in range(3)]
+    try:
+        assert [(await next_bar(ws))["close"] for ws in members] == [50.0] * 3  # the snapshot, to each
+        live = await _live(api_url)
+        assert (live["subscribers"], live["groups"], live["listeners"]) == (3, 1, 1)  # one execution path
+
+        await members[0].send(json.dumps({"id": "op-0", "type": "complete"}))
+        await simulator.push_quote(AAPL, lp=51.0, lp_time=T0 + 2, volume=2.0)
+        assert [(await next_bar(ws, lambda b: b["close"] == 51.0))["high"] for ws in members[1:]] == [51.0, 51.0]
+        assert (await _live(api_url))["subscribers"] == 2
+
+        late = await member("late")
+        members.append(late)
+        first = await next_bar(late)
+        assert (first["close"], first["high"], first["ticks"]) == (51.0, 51.0, 2)  # current state, not history
+    finally:
+        for ws in members:
+            ws.transport.abort()
+    assert await until(lambda: _idle(api_url)) is not None
+    assert (await _live(api_url))["groups"] == 0

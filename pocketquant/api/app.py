@@ -18,6 +18,7 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from pocketquant.api.context import Context
+from pocketquant.api.fanout import FanoutRegistry, FanoutTransportWSHandler
 from pocketquant.api.schema import build_schema
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources, open_resources
@@ -32,11 +33,14 @@ _CHECK_TIMEOUT = 2.0
 class State(TypedDict):
     resources: Resources
     hub: LiveHub
+    fanout: FanoutRegistry
 
 
 class PocketQuantGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = FanoutTransportWSHandler
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context(resources=request.state.resources, hub=request.state.hub)
+        return Context(resources=request.state.resources, hub=request.state.hub, fanout=request.state.fanout)
 
 
 async def component_checks(resources: Resources) -> dict[str, dict[str, Any]]:
@@ -71,11 +75,14 @@ async def health(request: Request) -> JSONResponse:
     with this process's live subscribers."""
     checks = await component_checks(request.state.resources)
     hub: LiveHub = request.state.hub
+    members = request.state.fanout.members
     live = {
+        "subscribers": len(members),
+        "groups": request.state.fanout.groups,
         "listeners": hub.listener_count,
         "channels": hub.channel_count,
-        "pending_updates": hub.pending_updates,
-        "dropped_updates": hub.dropped_updates,
+        "pending_updates": hub.pending_updates + sum(len(m.queue) for m in members),
+        "dropped_updates": hub.dropped_updates + sum(m.queue.dropped for m in members),
     }
     return JSONResponse({"status": "ok", "components": checks, "live": live})
 
@@ -100,7 +107,10 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             opened = resources if resources is not None else await stack.enter_async_context(open_resources(settings))
             hub = LiveHub(opened.redis)
             stack.push_async_callback(hub.close)
-            yield {"resources": opened, "hub": hub}
+            fanout = FanoutRegistry()
+            fanout.schema = graphql_app.schema
+            stack.push_async_callback(fanout.close)
+            yield {"resources": opened, "hub": hub, "fanout": fanout}
 
     graphql_app = PocketQuantGraphQL(
         build_schema(settings),

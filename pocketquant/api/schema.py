@@ -9,7 +9,6 @@ from strawberry.tools import merge_types
 
 from pocketquant.api.errors import should_mask_error
 from pocketquant.api.scalars import SCALAR_MAP
-from pocketquant.api.shared_events import shared_event_executor
 from pocketquant.history.graphql.mutations import HistoryMutation
 from pocketquant.history.graphql.queries import HistoryQuery
 from pocketquant.realtime.graphql.resolvers import RealtimeMutation, RealtimeQuery, RealtimeSubscription
@@ -27,7 +26,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        execution_context_class=shared_event_executor(),
         extensions=[
             # Factories: each request gets fresh extension instances.
             lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),

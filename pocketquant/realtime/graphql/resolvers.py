@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import strawberry
 
@@ -18,20 +18,9 @@ from pocketquant.history.graphql.types import IntervalEnum, InvalidInput
 from pocketquant.realtime import wire
 from pocketquant.realtime.documents import WatchedSymbol
 from pocketquant.realtime.graphql.types import LiveBar, LiveQuote, StreamStatus, SymbolError, WatchlistChanged
+from pocketquant.realtime.hub import LatestQueue
 
 WatchResult = Annotated[WatchlistChanged | InvalidInput, strawberry.union("WatchResult")]
-
-_OBJECT = "__graphql_object__"
-
-
-def _shared[T](payload: dict[str, Any], build: Callable[[dict[str, Any]], T]) -> T:
-    """The GraphQL object of a hub event, built once: the hub gives every listener the
-    same payload dict, so all subscribers yield the same object and can share its
-    execution (see api/shared_events.py)."""
-    obj = payload.get(_OBJECT)
-    if obj is None:
-        obj = payload[_OBJECT] = build(payload)
-    return cast(T, obj)
 
 
 def _tickers(tickers: list[str], limit: int) -> list[SymbolKey]:
@@ -60,6 +49,9 @@ async def _require_watched(keys: list[SymbolKey]) -> None:
 
 @contextlib.asynccontextmanager
 async def _subscription_slot(context: Context) -> AsyncIterator[None]:
+    if context.fanout_group is not None:
+        yield  # one run for a group: the transport counts each member against its connection
+        return
     limit = context.resources.settings.max_subscriptions_per_connection
     if context.active_subscriptions >= limit:
         raise BadUserInputError(f"at most {limit} subscriptions per connection")
@@ -68,6 +60,19 @@ async def _subscription_slot(context: Context) -> AsyncIterator[None]:
         yield
     finally:
         context.active_subscriptions -= 1
+
+
+async def _events(context: Context, queue: LatestQueue) -> AsyncIterator[dict[str, Any]]:
+    """The listener's events; for a group run, also tells the group which event each
+    result comes from, and that it is listening."""
+    group = context.fanout_group
+    if group is not None:
+        group.listening()
+    while True:
+        payload = await queue.get()
+        if group is not None:
+            group.current = payload
+        yield payload
 
 
 @strawberry.type
@@ -157,8 +162,8 @@ class RealtimeSubscription:
             _subscription_slot(context),
             context.hub.listen(keys, quotes=True, intervals=(), capacity=settings.subscriber_queue_size) as queue,
         ):
-            while True:
-                yield _shared(await queue.get(), LiveQuote.from_payload)
+            async for payload in _events(context, queue):
+                yield LiveQuote.from_payload(payload)
 
     @strawberry.subscription(
         description="One watched symbol's bar at one interval: the bar in progress first, then each update, "
@@ -182,8 +187,8 @@ class RealtimeSubscription:
             _subscription_slot(context),
             context.hub.listen([key], quotes=False, intervals=[live], capacity=settings.subscriber_queue_size) as queue,
         ):
-            while True:
-                yield _shared(await queue.get(), LiveBar.from_payload)
+            async for payload in _events(context, queue):
+                yield LiveBar.from_payload(payload)
 
 
 __all__ = ["Interval", "RealtimeMutation", "RealtimeQuery", "RealtimeSubscription"]

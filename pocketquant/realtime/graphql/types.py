@@ -17,7 +17,6 @@ def _time(epoch: int | None) -> datetime | None:
 
 @strawberry.type(description="The latest quote of a symbol. Fields TradingView has not sent yet are null.")
 class LiveQuote:
-    shared_event: strawberry.Private[bool] = True  # see api/shared_events.py
     ticker: str
     price: float | None
     time: datetime | None = strawberry.field(description="Time of the last trade (`lp_time`).")
@@ -38,7 +37,6 @@ class LiveQuote:
 
 @strawberry.type(description="A live bar: in progress (`closed: false`), or final (`closed: true`).")
 class LiveBar:
-    shared_event: strawberry.Private[bool] = True  # see api/shared_events.py
     ticker: str
     interval: IntervalEnum
     time: datetime = strawberry.field(description="The bar's open time.")
