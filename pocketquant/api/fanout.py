@@ -179,6 +179,9 @@ class FanoutGroup:
     def leave(self, member: Member) -> None:
         self.members.discard(member)
         if not self.members and self.task is not None:
+            # Unregister now, not when the task unwinds: a subscriber arriving in
+            # between must start a new group, not join one that is ending.
+            self.registry.forget(self)
             self.task.cancel()
 
 
