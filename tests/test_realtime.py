@@ -45,6 +45,21 @@ async def watch(gql: GraphQLClient, *keys: SymbolKey) -> None:
     assert result["__typename"] == "WatchlistChanged"
 
 
+async def watching(gql: GraphQLClient, *keys: SymbolKey) -> None:
+    """Watch ``keys`` and wait until the stream is connected and streams them."""
+    await watch(gql, *keys)
+    await until(lambda: _watching(gql, {k.ticker for k in keys}))
+
+
+async def trade(
+    simulator: TradingViewSimulator, clock: ManualClock, ticks: list[tuple[int, float, float]], key: SymbolKey = AAPL
+) -> None:
+    """Push trades (time, price, session volume), moving the stream's clock along."""
+    for t, price, volume in ticks:
+        clock.now = t
+        await simulator.push_quote(key, lp=price, lp_time=t, volume=volume)
+
+
 async def status(gql: GraphQLClient) -> dict[str, Any]:
     query = "{ streamStatus { running connected instance watchedSymbols reconnects lateTicks barsPersisted ticksPerSecond lastTickAgeSeconds symbolErrors { ticker message } } }"
     result: dict[str, Any] = (await gql.data(query))["streamStatus"]
@@ -119,8 +134,7 @@ async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stor
     stream_clock: ManualClock,
     simulator: TradingViewSimulator,
 ) -> None:
-    await watch(gql, AAPL, BTC)
-    await until(lambda: _watching(gql, {"NASDAQ:AAPL", "BINANCE:BTCUSDT"}))
+    await watching(gql, AAPL, BTC)
     async with session(api_url) as s:
         quotes = Collector(s, LIVE_QUOTES, {"t": ["NASDAQ:AAPL", "BINANCE:BTCUSDT"]})
         minute = Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"})
@@ -136,9 +150,7 @@ async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stor
             (T0 + 40, 99.0, 1_030.0),
             (T0 + 59, 100.5, 1_035.0),
         ]
-        for t, price, volume in ticks:
-            stream_clock.now = t
-            await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+        await trade(simulator, stream_clock, ticks)
         await simulator.push_quote(AAPL, bid=100.4, ask=100.6)  # a quote-only update
         quote = await quotes.next(lambda q: q["ticker"] == "NASDAQ:AAPL" and q["bid"] == 100.4)
         assert (quote["price"], quote["ask"], quote["volume"]) == (100.5, 100.6, 1_035.0)
@@ -189,8 +201,7 @@ async def test_a_late_subscriber_gets_the_closed_bar_not_a_stale_one(
     stream_clock: ManualClock,
     simulator: TradingViewSimulator,
 ) -> None:
-    await watch(gql, AAPL)
-    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    await watching(gql, AAPL)
     for t, price in [(T0 + 1, 10.0), (T0 + 30, 11.0), (T0 + 61, 12.0)]:  # the last one opens 14:39
         stream_clock.now = t
         await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=float(t))
@@ -224,19 +235,14 @@ async def test_reconnect_resubscribes_with_no_missing_or_duplicated_bars(
     stream_clock: ManualClock,
     simulator: TradingViewSimulator,
 ) -> None:
-    await watch(gql, AAPL)
-    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    await watching(gql, AAPL)
     script = [(T0 + 5, 10.0, 100.0), (T0 + 30, 11.0, 110.0)]
     after_drop = [(T0 + 50, 9.0, 120.0), (T0 + 70, 12.0, 150.0), (T0 + 110, 12.5, 160.0), (T0 + 130, 13.0, 170.0)]
-    for t, price, volume in script:
-        stream_clock.now = t
-        await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+    await trade(simulator, stream_clock, script)
     await asyncio.sleep(0.2)
     assert await simulator.drop_connections() == 1
     await until(lambda: _reconnected(gql))
-    for t, price, volume in after_drop:
-        stream_clock.now = t
-        await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+    await trade(simulator, stream_clock, after_drop)
     stream_clock.now = T0 + 180
     series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
 
@@ -265,8 +271,7 @@ async def test_bad_input_fails_that_subscription_only(
     simulator: TradingViewSimulator,
     resources: Resources,
 ) -> None:
-    await watch(gql, AAPL)
-    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    await watching(gql, AAPL)
     async with session(api_url) as s:
         good = Collector(s, LIVE_QUOTES, {"t": ["NASDAQ:AAPL"]})
         await good.next()
@@ -302,8 +307,7 @@ async def test_subscriptions_per_connection_are_limited(
 async def test_an_abrupt_disconnect_leaves_nothing_behind(
     gql: GraphQLClient, api_url: str, stream: asyncio.Task[None], simulator: TradingViewSimulator
 ) -> None:
-    await watch(gql, AAPL, BTC)
-    await until(lambda: _watching(gql, {"NASDAQ:AAPL", "BINANCE:BTCUSDT"}))
+    await watching(gql, AAPL, BTC)
     async with websockets.connect(
         api_url.replace("http", "ws") + "/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
     ) as ws:
@@ -320,8 +324,13 @@ async def test_an_abrupt_disconnect_leaves_nothing_behind(
                 json.dumps({"id": str(i), "type": "subscribe", "payload": {"query": document, "variables": variables}})
             )
         await ws.recv()
-        live = await _live(api_url)
-        assert (live["subscribers"], live["groups"], live["listeners"]) == (3, 3, 3)
+
+        async def all_three() -> dict[str, int] | None:
+            live = await _live(api_url)
+            return live if live["subscribers"] == 3 else None
+
+        live = await until(all_three)  # each subscription is served once its group listens
+        assert (live["groups"], live["listeners"]) == (3, 3)
         assert _subscription_tasks() != []  # the check below can see them
         for _ in range(50):  # updates pile up for a client that no longer reads
             await simulator.push_quote(AAPL, lp=1.0, lp_time=T0)
@@ -438,8 +447,7 @@ async def test_a_dead_leaders_lock_expires(resources: Resources) -> None:
 async def test_a_slow_consumer_does_not_delay_the_others(
     gql: GraphQLClient, api_url: str, stream: asyncio.Task[None], simulator: TradingViewSimulator
 ) -> None:
-    await watch(gql, AAPL)
-    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    await watching(gql, AAPL)
     url = api_url.replace("http", "ws") + "/graphql"
     # A small, fixed receive buffer (autotuning goes to 32 MB here) and a client that
     # stops reading: the server's sends to it really block.
@@ -514,8 +522,7 @@ async def test_identical_subscriptions_share_one_group(
     stream_clock: ManualClock,
     simulator: TradingViewSimulator,
 ) -> None:
-    await watch(gql, AAPL)
-    await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+    await watching(gql, AAPL)
     url = api_url.replace("http", "ws") + "/graphql"
     variables = {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"}
 
