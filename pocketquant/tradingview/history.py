@@ -24,7 +24,7 @@ from tvDatafeed import Interval as TvInterval
 from tvDatafeed import TvDatafeed
 from websocket import WebSocket, WebSocketException, create_connection
 
-from pocketquant.domain import BarColumns, Interval, InvalidBarsError, SeriesKey, SymbolKey
+from pocketquant.domain import BarColumns, Interval, InvalidBarsError, SeriesKey
 from pocketquant.tradingview import protocol
 
 log = logging.getLogger(__name__)
@@ -319,7 +319,6 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailableError",
     "SeriesError",
-    "SymbolKey",
     "SymbolMatch",
     "SymbolMetadata",
     "SymbolNotFoundError",

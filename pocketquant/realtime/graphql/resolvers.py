@@ -13,7 +13,7 @@ import strawberry
 
 from pocketquant.api.context import Context, Info
 from pocketquant.api.errors import BadUserInputError
-from pocketquant.domain import Interval, InvalidSymbolError, SymbolKey
+from pocketquant.domain import InvalidSymbolError, SymbolKey
 from pocketquant.history.graphql.types import IntervalEnum, InvalidInput
 from pocketquant.realtime import wire
 from pocketquant.realtime.documents import WatchedSymbol
@@ -191,4 +191,4 @@ class RealtimeSubscription:
                 yield LiveBar.from_payload(payload)
 
 
-__all__ = ["Interval", "RealtimeMutation", "RealtimeQuery", "RealtimeSubscription"]
+__all__ = ["RealtimeMutation", "RealtimeQuery", "RealtimeSubscription"]
