@@ -45,15 +45,9 @@ _END: Hashable = ("__end__",)
 GroupKey = tuple[str, str, str | None]
 
 
-def _event_keys(event: dict[str, Any]) -> tuple[Hashable, Hashable]:
-    """(queue key, snapshot key) of a hub event, as the hub's own listeners use them."""
-    if "interval" not in event:
-        key = (event["ticker"], "quote")
-        return key, key
-    series = (event["ticker"], event["interval"])
-    if event["closed"]:
-        return (*series, "closed", event["start"]), series
-    return (*series, "live"), series
+def _snapshot_key(event: dict[str, Any]) -> Hashable:
+    """What a joining member needs the newest of: each quote, and each series' bar."""
+    return (event["ticker"], event.get("interval"))
 
 
 def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -70,18 +64,11 @@ class Member:
         self.group = group
         self.handler = handler
         self.operation = operation
-        self.queue = LatestQueue(group.capacity)
+        self.queue = LatestQueue(group.capacity, event_of=lambda entry: entry["event"])
         self._id_json = json.dumps(operation.id)
 
     def offer(self, entry: dict[str, Any]) -> None:
-        event = entry["event"]
-        key, _ = _event_keys(event)
-        if event.get("closed"):
-            live = (event["ticker"], event["interval"], "live")
-            pending = self.queue.pending(live)
-            if pending is not None and pending["event"]["start"] <= event["start"]:
-                self.queue.discard(live)  # the close supersedes it
-        self.queue.put(key, entry)
+        self.queue.put_event(entry["event"], entry)
 
     async def run(self) -> None:
         websocket = self.handler.websocket.ws  # type: ignore[attr-defined]  # Strawberry's ASGI adapter
@@ -161,7 +148,7 @@ class FanoutGroup:
         if result.extensions:
             payload["extensions"] = result.extensions
         entry = {"seq": event["seq"], "event": event, "json": json.dumps(payload, separators=(",", ":"))}
-        _, snapshot_key = _event_keys(event)
+        snapshot_key = _snapshot_key(event)
         held = self.snapshot.get(snapshot_key)
         if held is None or _newer(event, held["event"]):
             self.snapshot.pop(snapshot_key, None)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +29,27 @@ from pocketquant.realtime import wire
 log = logging.getLogger(__name__)
 
 
+def event_key(event: dict[str, Any]) -> Hashable:
+    """The queue key of a live event (a quote or a bar payload of ``wire``): a quote and a
+    bar in progress are replaced by newer versions; a closed bar has a key of its own."""
+    if "interval" not in event:
+        return (event["ticker"], "quote")
+    if event["closed"]:
+        return (event["ticker"], event["interval"], "closed", event["start"])
+    return (event["ticker"], event["interval"], "live")
+
+
 class LatestQueue:
     """Pending updates, at most ``capacity``, the newest per key, oldest key first.
 
     Keys of in-progress data (a quote, a bar in progress) are replaced by newer values;
     a closed bar has a key of its own so it is never replaced by the next bar. Past
-    ``capacity`` the oldest pending update is dropped and counted.
+    ``capacity`` the oldest pending update is dropped and counted. ``event_of`` finds
+    the live event inside a queued value (the value itself unless it wraps one).
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, event_of: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: v) -> None:
+        self._event_of = event_of
         self._capacity = capacity
         self._items: dict[Hashable, dict[str, Any]] = {}
         self._seen: dict[Hashable, int] = {}
@@ -65,11 +77,15 @@ class LatestQueue:
             self.dropped += 1
         self._ready.set()
 
-    def pending(self, key: Hashable) -> dict[str, Any] | None:
-        return self._items.get(key)
-
-    def discard(self, key: Hashable) -> None:
-        self._items.pop(key, None)
+    def put_event(self, event: dict[str, Any], value: dict[str, Any]) -> None:
+        """Queue ``value`` under the key of ``event``; a closed bar supersedes the pending
+        in-progress version of the same bar (or of an older one)."""
+        if event.get("closed"):
+            live = (event["ticker"], event["interval"], "live")
+            pending = self._items.get(live)
+            if pending is not None and self._event_of(pending)["start"] <= event["start"]:
+                del self._items[live]
+        self.put(event_key(event), value)
 
     async def get(self) -> dict[str, Any]:
         while not self._items:
@@ -91,21 +107,12 @@ class Listener:
     def offer(self, payload: dict[str, Any]) -> None:
         quote = payload.get("quote")
         if self.quotes and quote is not None:
-            self.queue.put((quote["ticker"], "quote"), quote)
+            self.queue.put_event(quote, quote)
         if not self.intervals:
             return
         for bar in payload.get("bars", ()):
-            interval = Interval(bar["interval"])
-            if interval not in self.intervals:
-                continue
-            live_key = (bar["ticker"], bar["interval"], "live")
-            if bar["closed"]:
-                pending = self.queue.pending(live_key)
-                if pending is not None and pending["start"] <= bar["start"]:
-                    self.queue.discard(live_key)  # the close supersedes it
-                self.queue.put((bar["ticker"], bar["interval"], "closed", bar["start"]), bar)
-            else:
-                self.queue.put(live_key, bar)
+            if Interval(bar["interval"]) in self.intervals:
+                self.queue.put_event(bar, bar)
 
 
 @dataclass
