@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import strawberry
 
+from pocketquant.api.errors import BadUserInputError
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources
 
@@ -28,7 +31,21 @@ class Context:
     connection_params: dict[str, Any] = field(default_factory=dict)
 
     def for_group(self, group: FanoutGroup) -> Context:
+        """The context a group's single run uses: its own subscription count (each
+        member is counted against its own connection)."""
         return dataclasses.replace(self, fanout_group=group, active_subscriptions=0)
+
+    @contextlib.contextmanager
+    def subscription_slot(self) -> Iterator[None]:
+        """Hold one of this connection's subscriptions, or refuse with a clear error."""
+        limit = self.resources.settings.max_subscriptions_per_connection
+        if self.active_subscriptions >= limit:
+            raise BadUserInputError(f"at most {limit} subscriptions per connection")
+        self.active_subscriptions += 1
+        try:
+            yield
+        finally:
+            self.active_subscriptions -= 1
 
 
 Info = strawberry.Info[Context, None]

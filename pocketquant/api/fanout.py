@@ -32,6 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from pocketquant.api.errors import BadUserInputError
 from pocketquant.realtime.hub import LatestQueue
 
 if TYPE_CHECKING:
@@ -84,14 +85,19 @@ class Member:
                 return  # the client is gone; Strawberry's handler cleans the operation up
 
     async def _finish(self) -> None:
-        group = self.group
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            if isinstance(group.failure, PreExecutionError):
-                await self.operation.send_initial_errors(list(group.failure.errors or []))
-                return
-            if group.failure is not None:
-                await self.operation.send_next(group.failure)
-            await self.operation.send_operation_message({"id": self.operation.id, "type": "complete"})
+        await _end(self.operation, self.group.failure)
+
+
+async def _end(operation: Operation[Any, Any], failure: ExecutionResult | PreExecutionError | None) -> None:
+    """End a subscription the way Strawberry's own handler would: initial errors, or the
+    failing result, or just ``complete``."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        if isinstance(failure, PreExecutionError):
+            await operation.send_initial_errors(list(failure.errors or []))
+            return
+        if failure is not None:
+            await operation.send_next(failure)
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
 
 
 class FanoutGroup:
@@ -257,23 +263,16 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
         if registry is None or key is None:
             await super().run_operation(operation)
             return
-        limit = context.resources.settings.max_subscriptions_per_connection
-        if context.active_subscriptions >= limit:
-            error = GraphQLError(f"at most {limit} subscriptions per connection", extensions={"code": "BAD_USER_INPUT"})
-            await operation.send_initial_errors([error])
-            return
-        context.active_subscriptions += 1
-        member: Member | None = None
         try:
-            group = await registry.group(key, operation, context)
-            if group.failure is not None or group.task is None or group.task.done():
-                member = Member(group, self, operation)
-                await member._finish()
-                member = None
-                return
-            member = group.join(self, operation)
-            await member.run()
-        finally:
-            context.active_subscriptions -= 1
-            if member is not None:
-                member.group.leave(member)
+            with context.subscription_slot():
+                group = await registry.group(key, operation, context)
+                if group.failure is not None or group.task is None or group.task.done():
+                    await _end(operation, group.failure)
+                    return
+                member = group.join(self, operation)
+                try:
+                    await member.run()
+                finally:
+                    group.leave(member)
+        except BadUserInputError as exc:
+            await operation.send_initial_errors([GraphQLError(str(exc), extensions=exc.extensions)])

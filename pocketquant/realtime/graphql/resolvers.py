@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -45,21 +44,6 @@ async def _require_watched(keys: list[SymbolKey]) -> None:
     missing = sorted(k.ticker for k in set(keys) - await _watched())
     if missing:
         raise BadUserInputError(f"not watched: {', '.join(missing)}; call watchSymbols first", field="tickers")
-
-
-@contextlib.asynccontextmanager
-async def _subscription_slot(context: Context) -> AsyncIterator[None]:
-    if context.fanout_group is not None:
-        yield  # one run for a group: the transport counts each member against its connection
-        return
-    limit = context.resources.settings.max_subscriptions_per_connection
-    if context.active_subscriptions >= limit:
-        raise BadUserInputError(f"at most {limit} subscriptions per connection")
-    context.active_subscriptions += 1
-    try:
-        yield
-    finally:
-        context.active_subscriptions -= 1
 
 
 async def _events(context: Context, queue: LatestQueue) -> AsyncIterator[dict[str, Any]]:
@@ -158,12 +142,11 @@ class RealtimeSubscription:
         settings = context.resources.settings
         keys = _tickers(tickers, settings.max_symbols_per_subscription)
         await _require_watched(keys)
-        async with (
-            _subscription_slot(context),
-            context.hub.listen(keys, quotes=True, intervals=(), capacity=settings.subscriber_queue_size) as queue,
-        ):
-            async for payload in _events(context, queue):
-                yield LiveQuote.from_payload(payload)
+        with context.subscription_slot():
+            listener = context.hub.listen(keys, quotes=True, intervals=(), capacity=settings.subscriber_queue_size)
+            async with listener as queue:
+                async for payload in _events(context, queue):
+                    yield LiveQuote.from_payload(payload)
 
     @strawberry.subscription(
         description="One watched symbol's bar at one interval: the bar in progress first, then each update, "
@@ -183,12 +166,13 @@ class RealtimeSubscription:
             names = ", ".join(IntervalEnum.from_domain(i).name for i in settings.live_intervals)
             raise BadUserInputError(f"{interval.name} is not aggregated live; use one of {names}", field="interval")
         await _require_watched([key])
-        async with (
-            _subscription_slot(context),
-            context.hub.listen([key], quotes=False, intervals=[live], capacity=settings.subscriber_queue_size) as queue,
-        ):
-            async for payload in _events(context, queue):
-                yield LiveBar.from_payload(payload)
+        with context.subscription_slot():
+            listener = context.hub.listen(
+                [key], quotes=False, intervals=[live], capacity=settings.subscriber_queue_size
+            )
+            async with listener as queue:
+                async for payload in _events(context, queue):
+                    yield LiveBar.from_payload(payload)
 
 
 __all__ = ["RealtimeMutation", "RealtimeQuery", "RealtimeSubscription"]
