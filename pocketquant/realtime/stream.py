@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 _CLOCK_PERIOD = 0.2  # how often quiet bars are checked for closing
 
 
+def _encode(item: dict[str, Any]) -> str:
+    return json.dumps(item, separators=(",", ":"))
+
+
 class StreamService:
     def __init__(self, resources: Resources, instance: str, clock: Callable[[], float] = time.time) -> None:
         settings = resources.settings
@@ -118,12 +122,15 @@ class StreamService:
     # -- outputs -------------------------------------------------------------------
 
     async def _publish(self, key: SymbolKey, quote: dict[str, Any] | None, bars: list[LiveBar]) -> None:
-        payload: dict[str, Any] = {"quote": quote, "bars": [wire.bar_payload(b, self._next_seq()) for b in bars]}
-        message = json.dumps(payload, separators=(",", ":"))
-        # The newest bar per interval, in progress or just closed (a quiet symbol's last bar).
-        snapshot = {f"bar:{b['interval']}": json.dumps(b) for b in payload["bars"]}
+        # Each item is encoded once, for the snapshot hash and inside the message: the
+        # snapshot keeps the newest bar per interval (in progress, or a quiet symbol's
+        # just-closed one) and the latest quote.
+        bar_jsons = [_encode(wire.bar_payload(b, self._next_seq())) for b in bars]
+        snapshot = {f"bar:{b.interval.value}": j for b, j in zip(bars, bar_jsons, strict=True)}
+        quote_json = "null"
         if quote is not None:
-            snapshot["quote"] = json.dumps(quote)
+            quote_json = snapshot["quote"] = _encode(quote)
+        message = f'{{"quote":{quote_json},"bars":[{",".join(bar_jsons)}]}}'
         try:
             async with self._resources.redis.pipeline(transaction=False) as pipe:
                 if snapshot:
