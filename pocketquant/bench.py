@@ -33,23 +33,27 @@ class Row:
 
 
 @contextlib.asynccontextmanager
-async def _stack(tmp: Path) -> AsyncIterator[tuple[Resources, str]]:
+async def embedded_stack() -> AsyncIterator[tuple[Resources, str]]:
+    """Everything a benchmark needs, embedded and thrown away afterwards: mongoeco on a
+    SQLite file in a temporary directory, a local Redis, the simulator, and the API
+    served on loopback. Yields the open resources and the API's base URL."""
     from pocketquant.api.app import create_app
 
-    async with (
-        embedded_mongodb(tmp / "bench.sqlite3") as mongo_url,
-        embedded_redis() as redis_url,
-        TradingViewSimulator() as sim,
-    ):
-        settings = Settings(
-            _env_file=None,
-            mongodb_url=mongo_url,
-            redis_url=redis_url,
-            tradingview_websocket_url=sim.websocket_url,
-            tradingview_search_url=sim.search_url,
-        )
-        async with open_resources(settings) as resources, serve(create_app(settings, resources)) as url:
-            yield resources, url
+    with tempfile.TemporaryDirectory(prefix="pocketquant-bench-") as tmp:
+        async with (
+            embedded_mongodb(Path(tmp) / "bench.sqlite3") as mongo_url,
+            embedded_redis() as redis_url,
+            TradingViewSimulator() as sim,
+        ):
+            settings = Settings(
+                _env_file=None,
+                mongodb_url=mongo_url,
+                redis_url=redis_url,
+                tradingview_websocket_url=sim.websocket_url,
+                tradingview_search_url=sim.search_url,
+            )
+            async with open_resources(settings) as resources, serve(create_app(settings, resources)) as url:
+                yield resources, url
 
 
 async def _timed(fn: Callable[[], Awaitable[object]], runs: int) -> list[float]:
@@ -68,10 +72,9 @@ def _ms(samples: list[float]) -> str:
 
 async def run(runs: int = 5, requests: int = 60) -> list[Row]:
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="pocketquant-bench-") as tmp:
-        async with _stack(Path(tmp)) as (resources, url):
-            rows += await _storage(resources, runs)
-            rows += await _graphql(resources, url, requests)
+    async with embedded_stack() as (resources, url):
+        rows += await _storage(resources, runs)
+        rows += await _graphql(resources, url, requests)
     return rows
 
 

@@ -319,25 +319,14 @@ async def fanout_baseline(subscribers: int, rate: float, duration: float) -> Fan
 
 
 async def run_fanout(subscribers: int = 1_000, rate: float = 10.0, duration: float = 10.0) -> list[FanoutResult]:
-    import tempfile
-    from pathlib import Path
-
-    from pocketquant.api.app import create_app
-    from pocketquant.api.serving import serve as serve_app
-    from pocketquant.infra.embedded import embedded_mongodb, embedded_redis
+    from pocketquant.bench import embedded_stack
     from pocketquant.realtime.documents import WatchedSymbol
-    from pocketquant.resources import open_resources
-    from pocketquant.settings import Settings
 
-    with tempfile.TemporaryDirectory(prefix="pocketquant-fanout-") as tmp:
-        async with embedded_mongodb(Path(tmp) / "db.sqlite3") as mongo_url, embedded_redis() as redis_url:
-            settings = Settings(_env_file=None, mongodb_url=mongo_url, redis_url=redis_url)
-            async with open_resources(settings) as resources:
-                await WatchedSymbol(exchange="BENCH", symbol="FANOUT", added_at=datetime.now(UTC)).insert()
-                async with serve_app(create_app(settings, resources)) as url:
-                    graphql = await fanout_graphql(
-                        resources.redis, url.replace("http", "ws") + "/graphql", subscribers, rate, duration
-                    )
+    async with embedded_stack() as (resources, url):
+        await WatchedSymbol(exchange="BENCH", symbol="FANOUT", added_at=datetime.now(UTC)).insert()
+        graphql = await fanout_graphql(
+            resources.redis, url.replace("http", "ws") + "/graphql", subscribers, rate, duration
+        )
     baseline = await fanout_baseline(subscribers, rate, duration)
     return [graphql, baseline]
 
