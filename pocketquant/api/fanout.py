@@ -157,8 +157,7 @@ class FanoutGroup:
         snapshot_key = _snapshot_key(event)
         held = self.snapshot.get(snapshot_key)
         if held is None or _newer(event, held["event"]):
-            self.snapshot.pop(snapshot_key, None)
-            self.snapshot[snapshot_key] = entry
+            self.snapshot[snapshot_key] = entry  # joiners get these in sequence order
         for member in self.members:
             member.offer(entry)
 

@@ -205,11 +205,6 @@ class TradingViewSimulator:
             }
         return self.quotes[key]
 
-    @property
-    def quote_subscribers(self) -> int:
-        """Open connections with at least one quoted symbol."""
-        return sum(1 for c in self._connections if c.quoted_keys())
-
     async def push_quotes(self, updates: list[tuple[SymbolKey, dict[str, Any]]]) -> None:
         """Apply partial updates and send each subscribed connection only the changed
         fields, all of them in one websocket message (several frames)."""
