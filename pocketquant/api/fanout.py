@@ -10,8 +10,9 @@ before, and cost about three quarters of the API's CPU per message.
 A group keeps the newest encoded message per key (the quote of each ticker; the newest
 bar of each interval, in progress or just closed): that is the snapshot a member gets
 when it joins, copied in the same step that registers it, so it misses nothing and sees
-nothing twice. Each member has its own bounded queue, newest per key (a closed bar has
-a key of its own), drained by its own task: a slow member only delays itself.
+nothing twice. A member's update is written straight away when nothing is pending for
+it; otherwise it waits in the member's own bounded queue, newest per key (a closed bar
+has a key of its own): a slow member only delays itself (see :class:`Member`).
 
 Only ``liveQuotes`` and ``liveBars`` operations are grouped; everything else runs through
 Strawberry's own handler unchanged.
@@ -61,31 +62,87 @@ def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 class Member:
+    """One subscriber in a group.
+
+    An update is written as soon as it is offered when nothing is pending for this
+    member: the write runs as an eager task, and a socket that takes the bytes finishes
+    it in that same step, with no task switch per member and event (it was the largest
+    per-subscriber cost left). A write the socket has to wait for (its buffer is full)
+    stays a task of its own; until it finishes, updates wait in the member's bounded
+    queue, newest per key, and are written in order when it does. So a slow member
+    only delays itself, and holds at most one write plus ``capacity`` updates.
+    """
+
     def __init__(self, group: FanoutGroup, handler: FanoutTransportWSHandler, operation: Operation[Any, Any]):
         self.group = group
-        self.handler = handler
         self.operation = operation
         self.queue = LatestQueue(group.capacity, event_of=lambda entry: entry["event"])
-        self._id_json = json.dumps(operation.id)
+        self.done = asyncio.Event()  # set when this member ends: group over, or client gone
+        self.group_ended = False
+        self._writing: asyncio.Task[bool] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._send_text = handler.websocket.ws.send_text  # type: ignore[attr-defined]  # Strawberry's ASGI adapter
+        self._prefix = f'{{"id":{json.dumps(operation.id)},"type":"next","payload":'
 
     def offer(self, entry: dict[str, Any]) -> None:
-        self.queue.put_event(entry["event"], entry)
+        if self.done.is_set():
+            return
+        if self._writing is None and not self.queue:
+            self._write_from(entry)
+        else:
+            self.queue.put_event(entry["event"], entry)
 
-    async def run(self) -> None:
-        websocket = self.handler.websocket.ws  # type: ignore[attr-defined]  # Strawberry's ASGI adapter
-        while True:
-            entry = await self.queue.get()
+    def end(self) -> None:
+        """The group is over: end after what is pending has been written."""
+        if self._writing is None and not self.queue:
+            self._finish(group_ended=True)
+        else:
+            self.queue.put(_END, {"seq": 2**63, "end": True})
+
+    def close(self) -> None:
+        """The subscription is over (completed, or its connection closed)."""
+        self.done.set()
+        if self._writing is not None:
+            self._writing.cancel()
+
+    def _write_from(self, entry: dict[str, Any] | None) -> None:
+        """Write ``entry``, then what is queued, until a write has to wait (its
+        completion carries on from there) or nothing is left."""
+        while entry is not None:
             if entry.get("end"):
-                await self._finish()
+                self._finish(group_ended=True)
                 return
-            text = f'{{"id":{self._id_json},"type":"next","payload":{entry["json"]}}}'
-            try:
-                await websocket.send_text(text)
-            except (WebSocketDisconnect, RuntimeError):
-                return  # the client is gone; Strawberry's handler cleans the operation up
+            task = asyncio.Task(self._write(entry["json"]), loop=self._loop, eager_start=True)
+            if not task.done():
+                self._writing = task
+                task.add_done_callback(self._written)
+                return
+            if not task.result():
+                self._finish(group_ended=False)
+                return
+            entry = self.queue.pop()
 
-    async def _finish(self) -> None:
-        await _end(self.operation, self.group.failure)
+    def _written(self, task: asyncio.Task[bool]) -> None:
+        self._writing = None
+        if task.cancelled() or not task.result():
+            self._finish(group_ended=False)
+            return
+        self._write_from(self.queue.pop())
+
+    async def _write(self, payload: str) -> bool:
+        try:
+            await self._send_text(self._prefix + payload + "}")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return False  # the client is gone; Strawberry's handler cleans the operation up
+        except Exception:
+            log.exception("live update write failed; ending the subscription")
+            return False
+        return True
+
+    def _finish(self, *, group_ended: bool) -> None:
+        if not self.done.is_set():
+            self.group_ended = group_ended
+            self.done.set()
 
 
 async def _end(operation: Operation[Any, Any], failure: ExecutionResult | PreExecutionError | None) -> None:
@@ -141,8 +198,8 @@ class FanoutGroup:
         finally:
             self.registry.forget(self)
             self.settled.set()
-            for member in self.members:
-                member.queue.put(_END, {"seq": 2**63, "end": True})
+            for member in list(self.members):
+                member.end()
 
     def _publish(self, result: ExecutionResult) -> None:
         event = self.current
@@ -270,8 +327,11 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
                     return
                 member = group.join(self, operation)
                 try:
-                    await member.run()
+                    await member.done.wait()
+                    if member.group_ended:
+                        await _end(operation, group.failure)
                 finally:
+                    member.close()
                     group.leave(member)
         except BadUserInputError as exc:
             await operation.send_initial_errors([GraphQLError(str(exc), extensions=exc.extensions)])

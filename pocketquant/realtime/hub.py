@@ -87,12 +87,17 @@ class LatestQueue:
                 del self._items[live]
         self.put(event_key(event), value)
 
+    def pop(self) -> dict[str, Any] | None:
+        """The oldest pending update, or None when nothing is pending."""
+        if not self._items:
+            return None
+        return self._items.pop(next(iter(self._items)))
+
     async def get(self) -> dict[str, Any]:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        key = next(iter(self._items))
-        return self._items.pop(key)
+        return self._items.pop(next(iter(self._items)))
 
 
 @dataclass(eq=False)
