@@ -78,7 +78,7 @@ def dev(
 
 async def _dev(settings: Settings, simulate: bool) -> None:
     from pocketquant.api.app import create_app
-    from pocketquant.api.serving import WS_PER_MESSAGE_DEFLATE
+    from pocketquant.api.serving import uvicorn_options
     from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
     from pocketquant.worker import build_worker, stop_worker
@@ -91,7 +91,7 @@ async def _dev(settings: Settings, simulate: bool) -> None:
             create_app(settings, resources),
             host=settings.host,
             port=settings.port,
-            ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
+            **uvicorn_options(),
         )
         server = uvicorn.Server(config)
 
@@ -149,7 +149,7 @@ def api(verbose: Verbose = False) -> None:
     """The API process (needs MONGODB_URL and REDIS_URL)."""
     _logging(verbose)
     from pocketquant.api.app import create_app
-    from pocketquant.api.serving import WS_PER_MESSAGE_DEFLATE
+    from pocketquant.api.serving import uvicorn_options
 
     settings = Settings()
     settings.required_mongodb_url()
@@ -159,7 +159,7 @@ def api(verbose: Verbose = False) -> None:
         host=settings.host,
         port=settings.port,
         proxy_headers=True,
-        ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE,
+        **uvicorn_options(),
     )
 
 

@@ -16,11 +16,14 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 from websockets.typing import Subprotocol
 
+from pocketquant.api.app import create_app
+from pocketquant.api.serving import serve
 from pocketquant.domain import Interval, SeriesKey, SymbolKey
 from pocketquant.realtime import wire
 from pocketquant.realtime.leader import LeaderLock
 from pocketquant.realtime.stream import run_stream
 from pocketquant.resources import Resources
+from pocketquant.settings import Settings
 from pocketquant.simulator import TradingViewSimulator
 from tests.conftest import SIM_START
 from tests.utils.clock import ManualClock
@@ -359,13 +362,13 @@ def _subscription_tasks() -> list[str]:
     return leftovers
 
 
-async def _live(api_url: str) -> dict[str, int]:
+async def _live(api_url: str) -> dict[str, Any]:
     async with httpx.AsyncClient() as http:
-        live: dict[str, int] = (await http.get(api_url + "/health")).json()["live"]
+        live: dict[str, Any] = (await http.get(api_url + "/health")).json()["live"]
         return live
 
 
-async def _idle(api_url: str) -> dict[str, int] | None:
+async def _idle(api_url: str) -> dict[str, Any] | None:
     live = await _live(api_url)
     return live if live["subscribers"] == 0 and live["listeners"] == 0 else None
 
@@ -472,6 +475,7 @@ async def test_a_slow_consumer_does_not_delay_the_others(
             live = await _live(api_url)
             assert live["subscribers"] == 2
             assert live["pending_updates"] == 1  # the stuck one holds the newest update only, not 300
+            assert live["updates_written"]["asgi"] > 0  # its full socket declined prepared frames
     finally:
         slow.transport.abort()
 
@@ -566,3 +570,81 @@ async def test_identical_subscriptions_share_one_group(
             ws.transport.abort()
     assert await until(lambda: _idle(api_url)) is not None
     assert (await _live(api_url))["groups"] == 0
+
+
+async def _raw_subscriber(url: str, op_id: str, document: str, variables: dict[str, Any], **connect: Any) -> Any:
+    ws = await websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], **connect)
+    await ws.send(json.dumps({"type": "connection_init"}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    await ws.send(
+        json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": document, "variables": variables}})
+    )
+    return ws
+
+
+async def _prices(ws: Any, op_id: str, count: int) -> list[float]:
+    """The next ``count`` live quote prices this subscriber receives (checked messages)."""
+    prices: list[float] = []
+    async with asyncio.timeout(10):
+        while len(prices) < count:
+            message = json.loads(await ws.recv())
+            assert (message["type"], message["id"]) == ("next", op_id), message
+            prices.append(message["payload"]["data"]["liveQuotes"]["price"])
+    return prices
+
+
+async def _fan_out_and_count(
+    api_url: str, gql: GraphQLClient, simulator: TradingViewSimulator, **connect: Any
+) -> dict[str, int]:
+    """Three subscribers of one group (two share an operation id) get 20 updates, in
+    order; returns how the API wrote them (``updates_written`` from /health)."""
+    await watching(gql, AAPL)
+    await simulator.push_quote(AAPL, lp=1.0, lp_time=T0)
+    url = api_url.replace("http", "ws") + "/graphql"
+    variables = {"t": ["NASDAQ:AAPL"]}
+    ids = ["1", "1", "a-much-longer-operation-id-é"]
+    members = [await _raw_subscriber(url, op_id, LIVE_QUOTES, variables, **connect) for op_id in ids]
+    try:
+        for ws, op_id in zip(members, ids, strict=True):
+            assert await _prices(ws, op_id, 1) == [1.0]  # the snapshot
+        before = (await _live(api_url))["updates_written"]
+        for i in range(2, 22):
+            await simulator.push_quote(AAPL, lp=float(i), lp_time=T0)
+        for ws, op_id in zip(members, ids, strict=True):
+            assert await _prices(ws, op_id, 20) == [float(i) for i in range(2, 22)]
+        after = (await _live(api_url))["updates_written"]
+        counts = {path: after[path] - before[path] for path in after}
+        counts["deflate"] = sum(e.name == "permessage-deflate" for e in members[0].protocol.extensions)
+        return counts
+    finally:
+        for ws in members:
+            ws.transport.abort()
+
+
+async def test_grouped_updates_are_written_as_prepared_frames(
+    gql: GraphQLClient, api_url: str, stream: asyncio.Task[None], simulator: TradingViewSimulator
+) -> None:
+    # The API's own server offers the prepared-frame extension: every update to every
+    # member is one frame written as is (the clients above parsed each one).
+    assert await _fan_out_and_count(api_url, gql, simulator) == {"prepared_frame": 60, "asgi": 0, "deflate": 0}
+
+
+@pytest.mark.parametrize(
+    ("server", "connect", "deflate"),
+    [
+        pytest.param({"ws": "websockets-sansio"}, {}, 0, id="server-without-the-extension"),
+        pytest.param({"ws_per_message_deflate": True}, {"compression": "deflate"}, 1, id="permessage-deflate"),
+    ],
+)
+async def test_without_prepared_frames_updates_go_through_asgi(
+    settings: Settings,
+    resources: Resources,
+    stream: asyncio.Task[None],
+    simulator: TradingViewSimulator,
+    server: dict[str, Any],
+    connect: dict[str, Any],
+    deflate: int,
+) -> None:
+    async with serve(create_app(settings, resources), **server) as url, httpx.AsyncClient(base_url=url) as http:
+        counts = await _fan_out_and_count(url, GraphQLClient(http), simulator, **connect)
+    assert counts == {"prepared_frame": 0, "asgi": 60, "deflate": deflate}

@@ -83,6 +83,8 @@ async def health(request: Request) -> JSONResponse:
         "channels": hub.channel_count,
         "pending_updates": hub.pending_updates + sum(len(m.queue) for m in members),
         "dropped_updates": hub.dropped_updates + sum(m.queue.dropped for m in members),
+        # Grouped updates so far: written as prepared frames, or handed to the ASGI send.
+        "updates_written": dict(request.state.fanout.writes),
     }
     return JSONResponse({"status": "ok", "components": checks, "live": live})
 

@@ -34,6 +34,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from pocketquant.api.errors import BadUserInputError
+from pocketquant.api.prepared_frames import frame_writer, text_frame
 from pocketquant.realtime.hub import LatestQueue
 
 if TYPE_CHECKING:
@@ -65,12 +66,13 @@ class Member:
     """One subscriber in a group.
 
     An update is written as soon as it is offered when nothing is pending for this
-    member: the write runs as an eager task, and a socket that takes the bytes finishes
-    it in that same step, with no task switch per member and event (it was the largest
-    per-subscriber cost left). A write the socket has to wait for (its buffer is full)
-    stays a task of its own; until it finishes, updates wait in the member's bounded
-    queue, newest per key, and are written in order when it does. So a slow member
-    only delays itself, and holds at most one write plus ``capacity`` updates.
+    member: as a prepared frame where the server offers that (:mod:`prepared_frames`),
+    else through ASGI in an eager task, which a socket that takes the bytes finishes in
+    that same step (no task switch per member and update). A write the socket has to
+    wait for (its buffer is full) stays a task of its own; until it finishes, updates
+    wait in the member's bounded queue, newest per key, and are written in order when it
+    does. So a slow member only delays itself, and holds at most one write plus
+    ``capacity`` updates.
     """
 
     def __init__(self, group: FanoutGroup, handler: FanoutTransportWSHandler, operation: Operation[Any, Any]):
@@ -81,16 +83,28 @@ class Member:
         self.group_ended = False
         self._writing: asyncio.Task[bool] | None = None
         self._loop = asyncio.get_running_loop()
-        self._send_text = handler.websocket.ws.send_text  # type: ignore[attr-defined]  # Strawberry's ASGI adapter
+        websocket = handler.websocket.ws  # type: ignore[attr-defined]  # Strawberry's ASGI adapter
+        self._send_text = websocket.send_text
+        self._write_frame = frame_writer(websocket.scope)
         self._prefix = f'{{"id":{json.dumps(operation.id)},"type":"next","payload":'
+        self._prefix_bytes = self._prefix.encode()
 
-    def offer(self, entry: dict[str, Any]) -> None:
+    def offer(self, entry: dict[str, Any], frames: dict[bytes, bytes] | None = None) -> bool:
+        """Take an update; True if it was written as a prepared frame. ``frames``
+        shares the encoded frames of one update between members (by operation id)."""
         if self.done.is_set():
-            return
-        if self._writing is None and not self.queue:
-            self._write_from(entry)
-        else:
+            return False
+        if self._writing is not None or self.queue:
             self.queue.put_event(entry["event"], entry)
+            return False
+        if self._write_frame is not None and frames is not None:
+            frame = frames.get(self._prefix_bytes)
+            if frame is None:
+                frame = frames[self._prefix_bytes] = text_frame(self._prefix_bytes, entry["bytes"], b"}")
+            if self._write_frame(frame):
+                return True
+        self._write_from(entry)
+        return False
 
     def end(self) -> None:
         """The group is over: end after what is pending has been written."""
@@ -210,13 +224,18 @@ class FanoutGroup:
             payload["errors"] = [e.formatted for e in result.errors]
         if result.extensions:
             payload["extensions"] = result.extensions
-        entry = {"seq": event["seq"], "event": event, "json": json.dumps(payload, separators=(",", ":"))}
+        text = json.dumps(payload, separators=(",", ":"))
+        entry = {"seq": event["seq"], "event": event, "json": text, "bytes": text.encode()}
         snapshot_key = _snapshot_key(event)
         held = self.snapshot.get(snapshot_key)
         if held is None or _newer(event, held["event"]):
             self.snapshot[snapshot_key] = entry  # joiners get these in sequence order
+        frames: dict[bytes, bytes] = {}
+        prepared = 0
         for member in self.members:
-            member.offer(entry)
+            prepared += member.offer(entry, frames)
+        self.registry.writes["prepared_frame"] += prepared
+        self.registry.writes["asgi"] += len(self.members) - prepared
 
     def join(self, handler: FanoutTransportWSHandler, operation: Operation[Any, Any]) -> Member:
         member = Member(self, handler, operation)
@@ -239,6 +258,10 @@ class FanoutRegistry:
 
     def __init__(self) -> None:
         self.schema: Any = None  # set by the view: the schema the groups execute on
+        # Live updates offered to members (for /health): written as prepared frames, or
+        # not (sent through ASGI, queued behind a pending write, or dropped for a member
+        # that is ending).
+        self.writes = {"prepared_frame": 0, "asgi": 0}
         self._groups: dict[GroupKey, FanoutGroup] = {}
         self._documents: OrderedDict[str, OperationDefinitionNode | None] = OrderedDict()
 

@@ -6,25 +6,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
+from pocketquant.api.prepared_frames import PreparedFrameProtocol
 from pocketquant.infra.embedded import free_port
 
-# Every PocketQuant API server runs without permessage-deflate: live messages are a few
-# hundred bytes, and compressing each one for each subscriber was the largest cost of
-# the fan-out path (1,000 subscribers: p50 115 ms with deflate, 39 ms without).
-WS_PER_MESSAGE_DEFLATE = False
+
+def uvicorn_options() -> dict[str, Any]:
+    """uvicorn settings for every PocketQuant API server.
+
+    - asyncio's own event loop, the one the tests run on (uvicorn would pick uvloop
+      whenever it is installed).
+    - The protocol with the prepared-frame extension (see ``prepared_frames``): the
+      fan-out writes one encoded frame to many subscribers.
+    - No permessage-deflate: live messages are a few hundred bytes, and compressing each
+      one for each subscriber was the largest cost of the fan-out path (1,000
+      subscribers: p50 115 ms with deflate, 39 ms without).
+    """
+    return {"loop": "asyncio", "ws": PreparedFrameProtocol, "ws_per_message_deflate": False}
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[str]:
+async def serve(app: Starlette, **overrides: Any) -> AsyncIterator[str]:
+    """Yields the base URL; ``overrides`` replace uvicorn settings (tests of other servers)."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=WS_PER_MESSAGE_DEFLATE
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **(uvicorn_options() | overrides))
     )
     task = asyncio.create_task(server.serve())
     try:
