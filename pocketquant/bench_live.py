@@ -96,7 +96,8 @@ class FanoutResult:
     p99_ms: float
     received: int
     expected: int
-    peak_rss_mb: float
+    peak_rss_mb: float  # of the benchmark process, which also runs the API and mongoeco
+    start_rss_mb: float  # before the clients connected: peak - start is what the run cost
 
 
 def _rss_mb(pid: int) -> float:
@@ -269,13 +270,14 @@ async def _measure(
     name: str, url: str, graphql: bool, publish: Any, subscribers: int, rate: float, duration: float
 ) -> FanoutResult:
     """Connect the clients, publish at ``rate`` for ``duration``, collect latencies."""
+    start = _rss_mb(os.getpid())
     async with _clients(url, subscribers, graphql, duration + 2) as procs:
         peak = await _drive(publish, rate, duration, os.getpid())
         latencies = await _latencies(procs)
     ordered = sorted(latencies) or [float("nan")]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     expected = int(rate * duration) * subscribers
-    return FanoutResult(name, statistics.median(ordered), p99, len(latencies), expected, peak)
+    return FanoutResult(name, statistics.median(ordered), p99, len(latencies), expected, peak, start)
 
 
 async def _drive(publish: Any, rate: float, duration: float, pid: int) -> float:
@@ -327,12 +329,15 @@ async def run_fanout(subscribers: int = 1_000, rate: float = 10.0, duration: flo
     from pocketquant.bench import embedded_stack
     from pocketquant.realtime.documents import WatchedSymbol
 
+    # The baseline first, in a process that holds nothing else yet: its memory figures
+    # are its own. (RSS does not shrink, so the run that comes second may reuse memory
+    # the first freed: its growth can read low, never high.)
+    baseline = await fanout_baseline(subscribers, rate, duration)
     async with embedded_stack() as (resources, url):
         await WatchedSymbol(exchange="BENCH", symbol="FANOUT", added_at=datetime.now(UTC)).insert()
         graphql = await fanout_graphql(
             resources.redis, url.replace("http", "ws") + "/graphql", subscribers, rate, duration
         )
-    baseline = await fanout_baseline(subscribers, rate, duration)
     return [graphql, baseline]
 
 

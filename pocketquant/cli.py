@@ -297,7 +297,7 @@ def bench(
                 history_bench.Row(
                     r.name,
                     f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; delivered {r.received:,}/{r.expected:,}; "
-                    f"peak RSS {r.peak_rss_mb:.0f} MB",
+                    f"peak RSS {r.peak_rss_mb:.0f} MB (+{r.peak_rss_mb - r.start_rss_mb:.0f} MB over the run)",
                     "p99 < 25 ms" if r.name.startswith("GraphQL") else "",
                 )
             )
