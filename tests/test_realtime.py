@@ -531,13 +531,7 @@ async def test_identical_subscriptions_share_one_group(
     variables = {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"}
 
     async def member(op_id: str) -> Any:
-        ws = await websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")])
-        await ws.send(json.dumps({"type": "connection_init"}))
-        await ws.recv()
-        await ws.send(
-            json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": LIVE_BARS, "variables": variables}})
-        )
-        return ws
+        return await _raw_subscriber(url, op_id, LIVE_BARS, variables)
 
     async def next_bar(ws: Any, where: Any = lambda b: True) -> dict[str, Any]:
         async with asyncio.timeout(5):
