@@ -480,6 +480,48 @@ async def test_a_slow_consumer_does_not_delay_the_others(
         slow.transport.abort()
 
 
+async def test_a_slow_consumer_that_reads_again_gets_the_newest_updates_in_order(
+    gql: GraphQLClient, api_url: str, stream: asyncio.Task[None], simulator: TradingViewSimulator
+) -> None:
+    await watching(gql, AAPL)
+    await simulator.push_quote(AAPL, lp=0.0, lp_time=T0)
+    url = api_url.replace("http", "ws") + "/graphql"
+    sock = socket.socket()  # a small, fixed receive buffer, as above
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
+    sock.connect(("127.0.0.1", int(api_url.rsplit(":", 1)[1])))
+    sock.setblocking(False)
+    variables = {"t": ["NASDAQ:AAPL"]}
+    slow = await _raw_subscriber(url, "slow", LIVE_QUOTES_SESSION, variables, sock=sock, max_queue=1)
+    try:
+        first = json.loads(await slow.recv())
+        assert first["payload"]["data"]["liveQuotes"]["price"] == 0.0  # the snapshot
+        # 12 MB while it does not read, 3x what the kernel buffers for a socket here
+        # (tcp_wmem max 4 MB): the server's writes to it wait.
+        padding = "x" * 40_000
+        for i in range(1, 301):
+            await simulator.push_quote(AAPL, lp=float(i), lp_time=T0, current_session=padding)
+
+        async def parked() -> bool:
+            return bool((await _live(api_url))["pending_updates"] == 1)
+
+        await until(parked)  # its write waits on the full socket; the newest update waits behind it
+        prices: list[float] = []
+        async with asyncio.timeout(10):
+            while not prices or prices[-1] != 300.0:
+                message = json.loads(await slow.recv())
+                assert (message["type"], message["id"]) == ("next", "slow"), message
+                prices.append(message["payload"]["data"]["liveQuotes"]["price"])
+        assert prices == sorted(set(prices))  # in order, none twice
+        assert len(prices) < 300  # what it could not take in time was replaced by newer updates
+        live = await _live(api_url)
+        assert live["pending_updates"] == 0
+        assert live["updates_written"]["asgi"] > 0
+        await simulator.push_quote(AAPL, lp=301.0, lp_time=T0)  # and it is live again
+        assert json.loads(await asyncio.wait_for(slow.recv(), 5))["payload"]["data"]["liveQuotes"]["price"] == 301.0
+    finally:
+        slow.transport.abort()
+
+
 async def test_closed_bars_survive_a_failing_store(
     gql: GraphQLClient, resources: Resources, stream_clock: ManualClock, simulator: TradingViewSimulator
 ) -> None:
