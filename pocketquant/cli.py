@@ -107,9 +107,11 @@ async def _dev(settings: Settings, simulate: bool) -> None:
         stream_task.add_done_callback(stop_if_failed)
         console.print(f"[bold]PocketQuant[/bold] GraphiQL at http://{settings.host}:{settings.port}/graphql")
         console.print("Other commands can share these services:")
-        console.print(f"  export MONGODB_URL='{settings.mongodb_url}' REDIS_URL='{settings.redis_url}'")
+        exports = {"MONGODB_URL": settings.mongodb_url, "REDIS_URL": settings.redis_url}
         if simulate:
-            console.print(f"  export TRADINGVIEW_WEBSOCKET_URL='{settings.tradingview_websocket_url}'")
+            exports["TRADINGVIEW_WEBSOCKET_URL"] = settings.tradingview_websocket_url
+        for name, value in exports.items():  # one whole line each, to copy and paste
+            console.print(f"  export {name}='{value}'", soft_wrap=True, markup=False, highlight=False)
         try:
             await server.serve()
         finally:

@@ -1,0 +1,108 @@
+"""`pocketquant dev --simulate`, the README's first command, as a user meets it: one
+subprocess with embedded MongoDB and Redis and the local TradingView, used over HTTP and
+a websocket, and the services it prints shared with another command."""
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from websockets.typing import Subprotocol
+
+from pocketquant.infra.embedded import free_port
+
+CLI = Path(sys.executable).parent / "pocketquant"
+EXPORT = re.compile(r"^\s*export (\w+)='([^']*)'\s*$")
+
+
+@contextlib.asynccontextmanager
+async def dev(tmp_path: Path, port: int) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, str], list[str]]]:
+    """Start `pocketquant dev --simulate`; yield it with the exports it printed."""
+    env = {k: v for k, v in os.environ.items() if k not in {"MONGODB_URL", "REDIS_URL"}}
+    env |= {"DATA_DIR": str(tmp_path), "COLUMNS": "60"}  # a narrow terminal must not break the lines
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI), "dev", "--simulate", "--port", str(port), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    exports: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(60):
+            while "Application startup complete" not in (lines[-1] if lines else ""):
+                line = (await proc.stdout.readline()).decode()
+                assert line, "dev exited:\n" + "".join(lines)
+                lines.append(line)
+                if match := EXPORT.match(line):
+                    exports[match[1]] = match[2]
+        yield proc, exports, lines
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                async with asyncio.timeout(30):
+                    rest = await proc.stdout.read()
+                    await proc.wait()
+                lines.append(rest.decode())
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def graphql(http: httpx.AsyncClient, query: str) -> dict[str, Any]:
+    body = (await http.post("/graphql", json={"query": query})).json()
+    assert "errors" not in body, body
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: Path) -> None:
+    port = free_port()
+    async with dev(tmp_path, port) as (proc, exports, lines):
+        # Whole lines to copy: each variable with its own `export`.
+        assert set(exports) == {"MONGODB_URL", "REDIS_URL", "TRADINGVIEW_WEBSOCKET_URL"}, lines
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert (await http.get("/ready")).status_code == 200
+            sync = 'mutation { syncSymbol(input: {exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1, bars: 50}) { __typename ... on SyncEnqueued { jobId } } }'
+            job = (await graphql(http, sync))["syncSymbol"]["jobId"]
+            async with asyncio.timeout(30):  # its own worker runs the job
+                while True:
+                    state = (await graphql(http, f'{{ syncJob(id: "{job}") {{ state }} }}'))["syncJob"]["state"]
+                    if state == "COMPLETE":
+                        break
+                    await asyncio.sleep(0.2)
+            bars = '{ bars(exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1, first: 100) { count } }'
+            assert (await graphql(http, bars))["bars"]["count"] == 50
+
+            # Its stream streams what is watched, from the simulator's ticks.
+            await graphql(http, 'mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }')
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+            ) as ws:
+                await ws.send(json.dumps({"type": "connection_init"}))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+                query = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { ticker price } }'
+                await ws.send(json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}}))
+                for _ in range(2):
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    assert message["payload"]["data"]["liveQuotes"]["ticker"] == "NASDAQ:AAPL", message
+
+        # Another command, with the printed exports, works on the same services.
+        other = await asyncio.create_subprocess_exec(
+            str(CLI), "sync", "NASDAQ:AAPL", "-i", "1h", "--bars", "10",
+            env=os.environ | exports,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(other.communicate(), 60)
+        assert other.returncode == 0, out.decode()
+        assert "✓ NASDAQ:AAPL@1h: 10 fetched, 10 new" in out.decode()
+    assert proc.returncode in (0, -signal.SIGINT), "".join(lines)
+    assert "Traceback" not in "".join(lines), "".join(lines)
