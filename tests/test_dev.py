@@ -1,6 +1,6 @@
 """`pocketquant dev --simulate`, the README's first command, as a user meets it: one
 subprocess with embedded MongoDB and Redis and the local TradingView, used over HTTP and
-a websocket, and the services it prints shared with another command."""
+a websocket, and the services it prints shared with `pocketquant api` and `sync`."""
 
 import asyncio
 import contextlib
@@ -64,6 +64,20 @@ async def graphql(http: httpx.AsyncClient, query: str) -> dict[str, Any]:
     return data
 
 
+async def two_live_quotes(port: int) -> None:
+    """Subscribe to live quotes of NASDAQ:AAPL and get the snapshot and an update."""
+    async with websockets.connect(
+        f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { ticker price } }'
+        await ws.send(json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}}))
+        for _ in range(2):
+            message = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            assert message["payload"]["data"]["liveQuotes"]["ticker"] == "NASDAQ:AAPL", message
+
+
 async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: Path) -> None:
     port = free_port()
     async with dev(tmp_path, port) as (proc, exports, lines):
@@ -84,18 +98,31 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
 
             # Its stream streams what is watched, from the simulator's ticks.
             await graphql(http, 'mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }')
-            async with websockets.connect(
-                f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
-            ) as ws:
-                await ws.send(json.dumps({"type": "connection_init"}))
-                assert json.loads(await ws.recv())["type"] == "connection_ack"
-                query = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { ticker price } }'
-                await ws.send(json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}}))
-                for _ in range(2):
-                    message = json.loads(await asyncio.wait_for(ws.recv(), 20))
-                    assert message["payload"]["data"]["liveQuotes"]["ticker"] == "NASDAQ:AAPL", message
+            await two_live_quotes(port)
 
-        # Another command, with the printed exports, works on the same services.
+        # Other commands, with the printed exports, work on the same services: another
+        # API process relays the same stream (`pocketquant api`, as in docker-compose.yml),
+        api_port = free_port()
+        api = await asyncio.create_subprocess_exec(
+            str(CLI), "api", env=os.environ | exports | {"PORT": str(api_port)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as http:
+                async with asyncio.timeout(30):
+                    while True:
+                        with contextlib.suppress(httpx.TransportError):
+                            if (await http.get("/ready")).status_code == 200:
+                                break
+                        await asyncio.sleep(0.2)
+                await two_live_quotes(api_port)
+                written = (await http.get("/health")).json()["live"]["updates_written"]
+                assert written["prepared_frame"] > 0, written  # the production server's fast path
+        finally:
+            api.send_signal(signal.SIGINT)
+            api_out, _ = await asyncio.wait_for(api.communicate(), 30)
+        assert "Traceback" not in api_out.decode(), api_out.decode()
+        # and a sync from the command line.
         other = await asyncio.create_subprocess_exec(
             str(CLI), "sync", "NASDAQ:AAPL", "-i", "1h", "--bars", "10",
             env=os.environ | exports,
