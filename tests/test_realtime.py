@@ -195,6 +195,8 @@ async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stor
         return bool((await status(gql))["barsPersisted"] == 1)
 
     await until(persisted)
+    # No history is kept for this series, so its partial bar asked for none.
+    assert (await gql.data('{ syncJob(id: "sync:NASDAQ:AAPL:1m") { state } }'))["syncJob"] is None
 
 
 async def test_a_late_subscriber_gets_the_closed_bar_not_a_stale_one(
@@ -520,6 +522,39 @@ async def test_a_slow_consumer_that_reads_again_gets_the_newest_updates_in_order
         assert json.loads(await asyncio.wait_for(slow.recv(), 5))["payload"]["data"]["liveQuotes"]["price"] == 301.0
     finally:
         slow.transport.abort()
+
+
+async def test_a_partial_bar_is_filled_in_from_history(
+    gql: GraphQLClient,
+    resources: Resources,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    sim_clock: ManualClock,
+    simulator: TradingViewSimulator,
+    worker: Any,
+) -> None:
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    # History synced at 14:30:59 (its newest bar, 14:30, still in progress then); no
+    # stream ran until one started inside the 14:36 minute.
+    sim_clock.now = stream_clock.now = T0 - 7 * 60 - 1
+    await resources.sync.sync(series, 5)
+    sim_clock.now = stream_clock.now = T0 - 90
+    simulator.quotes.clear()  # the stream's first quote: a trade at 14:36:30
+    await watching(gql, AAPL)
+    # The 14:36 bar closes: partial, so not stored; history fills it and the gap before.
+    sim_clock.now = T0 - 59
+    await trade(simulator, stream_clock, [(T0 - 59, 100.0, 1_000.0)])
+
+    async def filled() -> list[int]:
+        page = await resources.store.read_page(series, start=T0 - 8 * 60, end=T0 - 2 * 60, limit=100)
+        return page.bars.t if len(page.bars) == 7 else []
+
+    assert await until(filled, within=20) == [T0 - 60 * k for k in range(8, 1, -1)]
+    # As TradingView has them now: 14:30 too, which the first sync stored in progress.
+    stored = (await resources.store.read_page(series, start=T0 - 8 * 60, end=T0 - 2 * 60, limit=100)).bars
+    final = (await resources.provider.fetch(series, 10)).bars
+    rows = [r for r in zip(final.t, final.o, final.h, final.l, final.c, final.v, strict=True) if r[0] < T0 - 60]
+    assert list(zip(stored.t, stored.o, stored.h, stored.l, stored.c, stored.v, strict=True)) == rows[-7:]
 
 
 async def test_closed_bars_survive_a_failing_store(

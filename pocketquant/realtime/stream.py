@@ -5,8 +5,10 @@ Per quote update it publishes one message on the symbol's channel (the quote and
 trades, every bar in progress) and refreshes the symbol's snapshot hash, in one Redis
 round trip. Closed bars are published at once and queued for MongoDB; the queue is
 retried until written, so a failing store delays bars but loses none. Partial bars
-(the first of each interval after start-up) are published, marked, but not stored:
-they would overwrite complete history with a fragment.
+(the first of each interval after start-up or a takeover) are published, marked, but
+not stored: they would overwrite complete history with a fragment. Their close asks
+for a history sync of the series instead (if history is kept for it), from the newest
+stored bar on: the bar, and whatever closed while no stream ran, come from TradingView.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class StreamService:
         self._last_tick_at: float | None = None
         self.bars_closed = 0
         self.bars_persisted = 0
+        self.backfills_requested = 0
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -149,8 +152,7 @@ class StreamService:
         for bar in closed:
             self.bars_closed += 1
             await self._publish(bar.key, None, [bar])
-            if not bar.partial:
-                self._persist.put_nowait(bar)
+            self._persist.put_nowait(bar)  # stored, or (partial) backfilled from history
 
     async def _persist_loop(self) -> None:
         failures = 0
@@ -170,8 +172,13 @@ class StreamService:
                     await asyncio.sleep(delay)
 
     async def _write(self, batch: list[LiveBar]) -> None:
+        """Store the complete bars, and ask history to fill in for the partial ones.
+        Both are idempotent, so a retried batch changes nothing twice."""
         by_series: dict[SeriesKey, dict[int, LiveBar]] = {}
         for bar in batch:
+            if bar.partial:
+                await self._backfill(SeriesKey.of(bar.key, bar.interval), bar)
+                continue
             by_series.setdefault(SeriesKey.of(bar.key, bar.interval), {})[bar.start] = bar
         for series, bars in by_series.items():
             columns = BarColumns.from_bars(
@@ -182,6 +189,23 @@ class StreamService:
             if result.changed:
                 await self._resources.cache.invalidate(series)
             self.bars_persisted += len(columns)
+
+    async def _backfill(self, series: SeriesKey, partial: LiveBar) -> None:
+        """Queue a sync of ``series`` from its newest stored bar (a sync may have stored
+        it while it was still in progress) through the bar in progress now: that covers
+        ``partial`` and whatever closed while no stream ran. A series without stored bars
+        is left alone: nobody keeps its history."""
+        page = await self._resources.store.read_page(series, start=None, end=None, limit=1, newest_first=True)
+        if not len(page.bars):
+            return
+        missing = (series.interval.floor(int(self._clock())) - page.bars.t[0]) // series.interval.nominal_seconds
+        if missing <= 0:
+            return  # history already reaches the bar in progress
+        n_bars = min(self._settings.sync_default_bars, missing + 1)
+        enqueued = await self._resources.dispatcher.enqueue(series, n_bars)
+        self.backfills_requested += 1
+        log.info("partial %s bar of %s closed: history sync %s (%d bars)", series.interval.value,
+                 partial.key.ticker, enqueued.job_id, n_bars)  # fmt: skip
 
     async def _status_loop(self) -> None:
         while True:
@@ -210,6 +234,7 @@ class StreamService:
             "symbol_errors": dict(stats.symbol_errors),
             "bars_closed": self.bars_closed,
             "bars_persisted": self.bars_persisted,
+            "backfills_requested": self.backfills_requested,
             "persist_backlog": self._persist.qsize(),
             "updated_at": datetime.fromtimestamp(now, UTC).isoformat(),
         }
