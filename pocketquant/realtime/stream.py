@@ -193,8 +193,8 @@ class StreamService:
     async def _backfill(self, series: SeriesKey, partial: LiveBar) -> None:
         """Queue a sync of ``series`` from its newest stored bar (a sync may have stored
         it while it was still in progress) through the bar in progress now: that covers
-        ``partial`` and whatever closed while no stream ran. A series without stored bars
-        is left alone: nobody keeps its history."""
+        ``partial`` and whatever closed while no stream ran. A series with no stored bar
+        at all (never synced, nothing stored live yet) is left alone."""
         page = await self._resources.store.read_page(series, start=None, end=None, limit=1, newest_first=True)
         if not len(page.bars):
             return
