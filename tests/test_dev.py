@@ -11,13 +11,12 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import websockets
-from websockets.typing import Subprotocol
 
 from pocketquant.infra.embedded import free_port
+from tests.utils.graphql import GraphQLClient
+from tests.utils.live import raw_subscriber, until
 
 CLI = Path(sys.executable).parent / "pocketquant"
 EXPORT = re.compile(r"^\s*export (\w+)='([^']*)'\s*$")
@@ -57,25 +56,16 @@ async def dev(tmp_path: Path, port: int) -> AsyncIterator[tuple[asyncio.subproce
                 await proc.wait()
 
 
-async def graphql(http: httpx.AsyncClient, query: str) -> dict[str, Any]:
-    body = (await http.post("/graphql", json={"query": query})).json()
-    assert "errors" not in body, body
-    data: dict[str, Any] = body["data"]
-    return data
-
-
 async def two_live_quotes(port: int) -> None:
     """Subscribe to live quotes of NASDAQ:AAPL and get the snapshot and an update."""
-    async with websockets.connect(
-        f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
-    ) as ws:
-        await ws.send(json.dumps({"type": "connection_init"}))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        query = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { ticker price } }'
-        await ws.send(json.dumps({"id": "q", "type": "subscribe", "payload": {"query": query}}))
+    query = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { ticker price } }'
+    ws = await raw_subscriber(f"ws://127.0.0.1:{port}/graphql", "q", query, {})
+    try:
         for _ in range(2):
             message = json.loads(await asyncio.wait_for(ws.recv(), 20))
             assert message["payload"]["data"]["liveQuotes"]["ticker"] == "NASDAQ:AAPL", message
+    finally:
+        await ws.close()
 
 
 async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: Path) -> None:
@@ -85,19 +75,14 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
         assert set(exports) == {"MONGODB_URL", "REDIS_URL", "TRADINGVIEW_WEBSOCKET_URL"}, lines
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             assert (await http.get("/ready")).status_code == 200
+            gql = GraphQLClient(http)
             sync = 'mutation { syncSymbol(input: {exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1, bars: 50}) { __typename ... on SyncEnqueued { jobId } } }'
-            job = (await graphql(http, sync))["syncSymbol"]["jobId"]
-            async with asyncio.timeout(30):  # its own worker runs the job
-                while True:
-                    state = (await graphql(http, f'{{ syncJob(id: "{job}") {{ state }} }}'))["syncJob"]["state"]
-                    if state == "COMPLETE":
-                        break
-                    await asyncio.sleep(0.2)
+            await gql.wait_for_job((await gql.data(sync))["syncSymbol"]["jobId"])  # its own worker runs it
             bars = '{ bars(exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1, first: 100) { count } }'
-            assert (await graphql(http, bars))["bars"]["count"] == 50
+            assert (await gql.data(bars))["bars"]["count"] == 50
 
             # Its stream streams what is watched, from the simulator's ticks.
-            await graphql(http, 'mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }')
+            await gql.data('mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }')
             await two_live_quotes(port)
 
         # Other commands, with the printed exports, work on the same services: another
@@ -109,12 +94,13 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
         )  # fmt: skip
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as http:
-                async with asyncio.timeout(30):
-                    while True:
-                        with contextlib.suppress(httpx.TransportError):
-                            if (await http.get("/ready")).status_code == 200:
-                                break
-                        await asyncio.sleep(0.2)
+
+                async def ready() -> bool:
+                    with contextlib.suppress(httpx.TransportError):
+                        return (await http.get("/ready")).status_code == 200
+                    return False
+
+                await until(ready, within=30)
                 await two_live_quotes(api_port)
                 written = (await http.get("/health")).json()["live"]["updates_written"]
                 assert written["prepared_frame"] > 0, written  # the production server's fast path

@@ -4,7 +4,6 @@ running API, fed by the stream process from the simulator's quote mode through R
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from pocketquant.simulator import TradingViewSimulator
 from tests.conftest import SIM_START
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
+from tests.utils.live import raw_subscriber, small_buffer_socket, until
 
 AAPL = SymbolKey("NASDAQ", "AAPL")
 BTC = SymbolKey("BINANCE", "BTCUSDT")
@@ -67,15 +67,6 @@ async def status(gql: GraphQLClient) -> dict[str, Any]:
     query = "{ streamStatus { running connected instance watchedSymbols reconnects lateTicks barsPersisted ticksPerSecond lastTickAgeSeconds symbolErrors { ticker message } } }"
     result: dict[str, Any] = (await gql.data(query))["streamStatus"]
     return result
-
-
-async def until(predicate: Any, within: float = 10.0) -> Any:
-    async with asyncio.timeout(within):
-        while True:
-            value = await predicate()
-            if value:
-                return value
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -454,20 +445,14 @@ async def test_a_slow_consumer_does_not_delay_the_others(
 ) -> None:
     await watching(gql, AAPL)
     url = api_url.replace("http", "ws") + "/graphql"
-    # A small, fixed receive buffer (autotuning goes to 32 MB here) and a client that
-    # stops reading: the server's sends to it really block.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
-    sock.connect(("127.0.0.1", int(api_url.rsplit(":", 1)[1])))
-    sock.setblocking(False)
-    slow = await websockets.connect(url, sock=sock, subprotocols=[Subprotocol("graphql-transport-ws")], max_queue=1)
+    # A client that stops reading, on a small receive buffer: the server's sends to it really block.
+    variables = {"t": ["NASDAQ:AAPL"]}
+    slow = await raw_subscriber(
+        url, "1", LIVE_QUOTES_SESSION, variables, sock=small_buffer_socket(api_url), max_queue=1
+    )
     try:
-        await slow.send(json.dumps({"type": "connection_init"}))
-        await slow.recv()
-        subscribe = {"query": LIVE_QUOTES_SESSION, "variables": {"t": ["NASDAQ:AAPL"]}}
-        await slow.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
         async with session(api_url) as s:
-            fast = Collector(s, LIVE_QUOTES_SESSION, {"t": ["NASDAQ:AAPL"]})
+            fast = Collector(s, LIVE_QUOTES_SESSION, variables)
             await fast.next()
             padding = "x" * 20_000  # 300 updates: 6 MB for each subscriber, past any buffer on the way
             for i in range(1, 301):
@@ -488,12 +473,9 @@ async def test_a_slow_consumer_that_reads_again_gets_the_newest_updates_in_order
     await watching(gql, AAPL)
     await simulator.push_quote(AAPL, lp=0.0, lp_time=T0)
     url = api_url.replace("http", "ws") + "/graphql"
-    sock = socket.socket()  # a small, fixed receive buffer, as above
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
-    sock.connect(("127.0.0.1", int(api_url.rsplit(":", 1)[1])))
-    sock.setblocking(False)
     variables = {"t": ["NASDAQ:AAPL"]}
-    slow = await _raw_subscriber(url, "slow", LIVE_QUOTES_SESSION, variables, sock=sock, max_queue=1)
+    sock = small_buffer_socket(api_url)
+    slow = await raw_subscriber(url, "slow", LIVE_QUOTES_SESSION, variables, sock=sock, max_queue=1)
     try:
         first = json.loads(await slow.recv())
         assert first["payload"]["data"]["liveQuotes"]["price"] == 0.0  # the snapshot
@@ -608,7 +590,7 @@ async def test_identical_subscriptions_share_one_group(
     variables = {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"}
 
     async def member(op_id: str) -> Any:
-        return await _raw_subscriber(url, op_id, LIVE_BARS, variables)
+        return await raw_subscriber(url, op_id, LIVE_BARS, variables)
 
     async def next_bar(ws: Any, where: Any = lambda b: True) -> dict[str, Any]:
         async with asyncio.timeout(5):
@@ -643,16 +625,6 @@ async def test_identical_subscriptions_share_one_group(
     assert (await _live(api_url))["groups"] == 0
 
 
-async def _raw_subscriber(url: str, op_id: str, document: str, variables: dict[str, Any], **connect: Any) -> Any:
-    ws = await websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], **connect)
-    await ws.send(json.dumps({"type": "connection_init"}))
-    assert json.loads(await ws.recv())["type"] == "connection_ack"
-    await ws.send(
-        json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": document, "variables": variables}})
-    )
-    return ws
-
-
 async def _prices(ws: Any, op_id: str, count: int) -> list[float]:
     """The next ``count`` live quote prices this subscriber receives (checked messages)."""
     prices: list[float] = []
@@ -674,7 +646,7 @@ async def _fan_out_and_count(
     url = api_url.replace("http", "ws") + "/graphql"
     variables = {"t": ["NASDAQ:AAPL"]}
     ids = ["1", "1", "a-much-longer-operation-id-é"]
-    members = [await _raw_subscriber(url, op_id, LIVE_QUOTES, variables, **connect) for op_id in ids]
+    members = [await raw_subscriber(url, op_id, LIVE_QUOTES, variables, **connect) for op_id in ids]
     try:
         for ws, op_id in zip(members, ids, strict=True):
             assert await _prices(ws, op_id, 1) == [1.0]  # the snapshot
