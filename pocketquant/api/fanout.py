@@ -76,8 +76,6 @@ class Member:
     """
 
     def __init__(self, group: FanoutGroup, handler: FanoutTransportWSHandler, operation: Operation[Any, Any]):
-        self.group = group
-        self.operation = operation
         self.queue = LatestQueue(group.capacity, event_of=lambda entry: entry["event"])
         self.done = asyncio.Event()  # set when this member ends: group over, or client gone
         self.group_ended = False

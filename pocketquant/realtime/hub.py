@@ -94,10 +94,10 @@ class LatestQueue:
         return self._items.pop(next(iter(self._items)))
 
     async def get(self) -> dict[str, Any]:
-        while not self._items:
+        while (item := self.pop()) is None:
             self._ready.clear()
             await self._ready.wait()
-        return self._items.pop(next(iter(self._items)))
+        return item
 
 
 @dataclass(eq=False)
