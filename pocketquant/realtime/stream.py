@@ -68,7 +68,6 @@ class StreamService:
         self._last_tick_at: float | None = None
         self.bars_closed = 0
         self.bars_persisted = 0
-        self.backfills_requested = 0
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -203,7 +202,6 @@ class StreamService:
             return  # history already reaches the bar in progress
         n_bars = min(self._settings.sync_default_bars, missing + 1)
         enqueued = await self._resources.dispatcher.enqueue(series, n_bars)
-        self.backfills_requested += 1
         log.info("partial %s bar of %s closed: history sync %s (%d bars)", series.interval.value,
                  partial.key.ticker, enqueued.job_id, n_bars)  # fmt: skip
 
@@ -234,7 +232,6 @@ class StreamService:
             "symbol_errors": dict(stats.symbol_errors),
             "bars_closed": self.bars_closed,
             "bars_persisted": self.bars_persisted,
-            "backfills_requested": self.backfills_requested,
             "persist_backlog": self._persist.qsize(),
             "updated_at": datetime.fromtimestamp(now, UTC).isoformat(),
         }
