@@ -51,6 +51,12 @@ async def embedded_stack() -> AsyncIterator[tuple[Resources, str]]:
                 redis_url=redis_url,
                 tradingview_websocket_url=sim.websocket_url,
                 tradingview_search_url=sim.search_url,
+                # The benchmarks measure the service's work, from one client address:
+                # no key checks and no rate limits.
+                auth_required=False,
+                rate_limit_queries_per_second=0,
+                rate_limit_mutations_per_second=0,
+                rate_limit_sync_jobs_per_minute=0,
             )
             async with open_resources(settings) as resources, serve(create_app(settings, resources)) as url:
                 yield resources, url

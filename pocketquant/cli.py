@@ -10,8 +10,9 @@ import os
 import socket
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -20,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pocketquant.domain import Interval, InvalidSymbolError, SeriesKey, SymbolKey
 from pocketquant.settings import Settings
+
+if TYPE_CHECKING:
+    from pocketquant.auth.keys import ApiKeys
 
 app = typer.Typer(help="PocketQuant: TradingView market data in MongoDB, served through GraphQL.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -60,25 +64,41 @@ async def _embedded(settings: Settings, simulate: bool) -> AsyncIterator[Setting
         yield settings.model_copy(update=updates)
 
 
+# Settings `dev` turns on for exploring unless the environment sets them.
+_DEV_DEFAULTS = {"graphiql": True, "introspection": True, "field_suggestions": True, "auth_required": False}
+
+
+def dev_settings(settings: Settings) -> Settings:
+    """``settings`` with dev's defaults for whatever the environment did not set."""
+    return settings.model_copy(update={k: v for k, v in _DEV_DEFAULTS.items() if k not in settings.model_fields_set})
+
+
 @app.command()
 def dev(
     simulate: Annotated[bool, typer.Option(help="Serve TradingView from the local simulator (offline demo).")] = False,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    open_access: Annotated[
+        bool, typer.Option("--open", help="Let anyone run mutations without an API key (local experiments only).")
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
-    """API + worker + stream in one process, on embedded MongoDB and Redis unless MONGODB_URL / REDIS_URL are set."""
+    """API + worker + stream in one process, on embedded MongoDB and Redis unless MONGODB_URL / REDIS_URL are set.
+
+    GraphiQL, introspection and field suggestions are on; reads need no key (AUTH_REQUIRED=false) unless the
+    environment says otherwise; mutations need the admin key dev writes to DATA_DIR/dev-api-key, or --open."""
     _logging(verbose)
-    settings = Settings()
+    settings = dev_settings(Settings())
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": settings.port if port is None else port}
     )
-    asyncio.run(_dev(settings, simulate))
+    asyncio.run(_dev(settings, simulate, open_access))
 
 
-async def _dev(settings: Settings, simulate: bool) -> None:
+async def _dev(settings: Settings, simulate: bool, open_access: bool) -> None:
     from pocketquant.api.app import create_app
     from pocketquant.api.serving import uvicorn_options
+    from pocketquant.infra import devfiles
     from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
     from pocketquant.worker import build_worker, stop_worker
@@ -88,10 +108,10 @@ async def _dev(settings: Settings, simulate: bool) -> None:
         worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
         stream_task = asyncio.create_task(run_stream(resources, instance=_instance_name()), name="stream")
         config = uvicorn.Config(
-            create_app(settings, resources),
+            create_app(settings, resources, open_access=open_access),
             host=settings.host,
             port=settings.port,
-            **uvicorn_options(),
+            **uvicorn_options(settings),
         )
         server = uvicorn.Server(config)
 
@@ -105,16 +125,42 @@ async def _dev(settings: Settings, simulate: bool) -> None:
 
         worker_task.add_done_callback(stop_if_failed)
         stream_task.add_done_callback(stop_if_failed)
-        console.print(f"[bold]PocketQuant[/bold] GraphiQL at http://{settings.host}:{settings.port}/graphql")
-        console.print("Other commands can share these services:")
-        exports = {"MONGODB_URL": settings.mongodb_url, "REDIS_URL": settings.redis_url}
+        key_file, _ = await devfiles.ensure_dev_key(resources.keys, settings.data_dir)
+        shared = {
+            "MONGODB_URL": settings.required_mongodb_url(),
+            "MONGODB_DATABASE": settings.mongodb_database,
+            "REDIS_URL": settings.required_redis_url(),
+        }
         if simulate:
-            exports["TRADINGVIEW_WEBSOCKET_URL"] = settings.tradingview_websocket_url
-        for name, value in exports.items():  # one whole line each, to copy and paste
-            console.print(f"  export {name}='{value}'", soft_wrap=True, markup=False, highlight=False)
+            shared["TRADINGVIEW_WEBSOCKET_URL"] = settings.tradingview_websocket_url
+            shared["TRADINGVIEW_SEARCH_URL"] = settings.tradingview_search_url
+        env_file = devfiles.write_env(settings.data_dir, shared)
+        base = f"http://{settings.host}:{settings.port}"
+        console.print(f"[bold]PocketQuant[/bold] at {base}: GraphiQL at {base}/graphql", soft_wrap=True)
+        if open_access:
+            console.print(
+                "[bold red]OPEN MODE: anyone who can reach this port can run every mutation without a key "
+                "(syncs, the watch list). Use it on a trusted machine only.[/bold red]",
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                f"Mutations need an API key: the admin key of this instance is in {key_file} "
+                "(send it as `Authorization: Bearer <key>`; `pocketquant keys` makes others).",
+                soft_wrap=True,
+                markup=False,
+            )
+        access = "need a read key (AUTH_REQUIRED=true)" if settings.auth_required else "are open (AUTH_REQUIRED=false)"
+        console.print(f"Reads and subscriptions {access}.", soft_wrap=True, markup=False)
+        console.print(
+            f"Other commands share these services: set -a; . {env_file}; set +a", soft_wrap=True, markup=False
+        )
+        for name, value in shared.items():  # passwords masked: the full values are in the file
+            console.print(f"  {name}={devfiles.mask_url(value)}", soft_wrap=True, markup=False, highlight=False)
         try:
             await server.serve()
         finally:
+            devfiles.remove_env(settings.data_dir)
             stream_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged above
                 await stream_task
@@ -161,7 +207,7 @@ def api(verbose: Verbose = False) -> None:
         host=settings.host,
         port=settings.port,
         proxy_headers=True,
-        **uvicorn_options(),
+        **uvicorn_options(settings),
     )
 
 
@@ -238,6 +284,120 @@ async def _sync(settings: Settings, series: list[SeriesKey], n_bars: int, simula
                     )
                 progress.advance(task)
     return failures
+
+
+keys_app = typer.Typer(help="API keys: create, list and revoke (stored hashed in MongoDB).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+class KeyScope(enum.StrEnum):
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
+@contextlib.asynccontextmanager
+async def _key_store(settings: Settings) -> AsyncIterator[ApiKeys]:
+    """The API keys collection: MONGODB_URL, or the embedded database in DATA_DIR."""
+    from beanie import init_beanie
+    from pymongo import AsyncMongoClient
+
+    from pocketquant.auth.keys import AUTH_DOCUMENTS, ApiKeys
+    from pocketquant.infra.embedded import embedded_mongodb
+
+    async with contextlib.AsyncExitStack() as stack:
+        url = settings.mongodb_url or await stack.enter_async_context(
+            embedded_mongodb(settings.data_dir.resolve() / "pocketquant.sqlite3")
+        )
+        mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=5_000, tz_aware=True
+        )
+        stack.push_async_callback(mongo.close)
+        await init_beanie(database=mongo[settings.mongodb_database], document_models=AUTH_DOCUMENTS)
+        yield ApiKeys()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for (a person, a script).")],
+    scope: Annotated[
+        KeyScope,
+        typer.Option(help="read: queries and subscriptions; write: also mutations; admin: also operator details."),
+    ] = KeyScope.read,
+) -> None:
+    """Create a key and print it, once: only its hash is stored."""
+    from pocketquant.auth.keys import Scope, validate_name
+
+    try:
+        validate_name(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--name") from exc
+
+    async def main() -> str:
+        async with _key_store(_shared_settings()) as keys:
+            record, plain = await keys.create(name, Scope(scope.value))
+            console.print(f"created key {record.key_id} ({record.name}, {record.scope}); it is shown only now:")
+            return plain
+
+    print(asyncio.run(main()))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: id, name, scope, when it was created and last used, and whether it is revoked."""
+
+    async def main() -> None:
+        async with _key_store(_shared_settings()) as keys:
+            records = await keys.all()
+
+        def when(moment: datetime | None) -> str:
+            return f"{moment:%Y-%m-%d %H:%M}Z" if moment else "-"
+
+        rows = [("id", "scope", "created", "last used", "revoked", "name")] + [
+            (r.key_id, str(r.scope), when(r.created_at), when(r.last_used_at), when(r.revoked_at), r.name)
+            for r in records
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        for row in rows:  # one key per line, names last: nothing wraps or is cut
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
+
+    asyncio.run(main())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ident: Annotated[str, typer.Argument(help="A key's id, or a name (revokes every key of that name).")],
+) -> None:
+    """Revoke keys. API processes stop accepting them within 10 seconds."""
+
+    async def main() -> int:
+        async with _key_store(_shared_settings()) as keys:
+            revoked = await keys.revoke(ident)
+        for r in revoked:
+            console.print(f"revoked {r.key_id} ({r.name}, {r.scope})")
+        return len(revoked)
+
+    if not asyncio.run(main()):
+        console.print(f"no active key has the id or name {ident!r}")
+        raise typer.Exit(1)
+
+
+def _shared_settings() -> Settings:
+    """Settings, with the services of a `pocketquant dev` running on this DATA_DIR
+    filling in MONGODB_URL and REDIS_URL when the environment leaves them unset."""
+    from pocketquant.infra import devfiles
+
+    settings = Settings()
+    recorded = devfiles.read_env(settings.data_dir)
+    updates: dict[str, object] = {}
+    if not settings.mongodb_url and "MONGODB_URL" in recorded:
+        updates["mongodb_url"] = recorded["MONGODB_URL"]
+        updates["mongodb_database"] = recorded.get("MONGODB_DATABASE", settings.mongodb_database)
+    if not settings.redis_url and "REDIS_URL" in recorded:
+        updates["redis_url"] = recorded["REDIS_URL"]
+    if updates:
+        console.print(f"using the services of `pocketquant dev` recorded in {settings.data_dir / devfiles.ENV_FILE}")
+    return settings.model_copy(update=updates)
 
 
 @app.command("export-schema")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -16,14 +16,18 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
 
+from pocketquant.auth.keys import AUTH_DOCUMENTS, ApiKeys
+from pocketquant.domain import SymbolKey
 from pocketquant.history.cache import BarCache
 from pocketquant.history.dispatch import SyncDispatcher
 from pocketquant.history.documents import DOCUMENT_MODELS
+from pocketquant.history.known import SymbolChecker
 from pocketquant.history.service import SyncService
 from pocketquant.history.store import BarStore
 from pocketquant.realtime.documents import REALTIME_DOCUMENTS
 from pocketquant.settings import Settings
-from pocketquant.tradingview.history import TradingViewHistory
+from pocketquant.tradingview.history import SymbolMetadata, TradingViewHistory
+from pocketquant.tradingview.resolve import resolve_symbols
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ class Resources:
     provider: TradingViewHistory
     sync: SyncService
     dispatcher: SyncDispatcher
+    keys: ApiKeys
+    symbols: SymbolChecker
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +54,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     )
     try:
         await init_beanie(
-            database=mongo[settings.mongodb_database], document_models=[*DOCUMENT_MODELS, *REALTIME_DOCUMENTS]
+            database=mongo[settings.mongodb_database],
+            document_models=[*DOCUMENT_MODELS, *REALTIME_DOCUMENTS, *AUTH_DOCUMENTS],
         )
         redis = await create_pool(
             RedisSettings.from_dsn(settings.required_redis_url()), default_queue_name=settings.queue_name
@@ -56,14 +63,25 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         try:
             async with httpx.AsyncClient(follow_redirects=True) as http:
                 token = settings.tradingview_auth_token
+                auth = token.get_secret_value() if token else None
                 provider = TradingViewHistory(
                     websocket_url=settings.tradingview_websocket_url,
                     search_url=settings.tradingview_search_url,
                     http=http,
-                    auth_token=token.get_secret_value() if token else None,
+                    auth_token=auth,
                     origin=settings.tradingview_origin,
                     timeout=settings.tradingview_timeout_seconds,
                 )
+
+                async def resolve(keys: Sequence[SymbolKey]) -> dict[SymbolKey, SymbolMetadata | None]:
+                    return await resolve_symbols(
+                        keys,
+                        url=settings.tradingview_websocket_url,
+                        origin=settings.tradingview_origin,
+                        auth_token=auth,
+                        within=min(10.0, settings.tradingview_timeout_seconds),
+                    )
+
                 store = BarStore(settings.chunk_size)
                 cache = BarCache(redis, settings.cache_ttl_seconds)
                 yield Resources(
@@ -76,6 +94,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     provider=provider,
                     sync=SyncService(provider, store, cache),
                     dispatcher=SyncDispatcher(redis, settings.queue_name),
+                    keys=ApiKeys(settings.api_key_cache_seconds),
+                    symbols=SymbolChecker(resolve, redis, settings.symbol_check_cache_seconds),
                 )
         finally:
             await redis.aclose()

@@ -17,6 +17,7 @@ from arq.worker import Worker
 
 from pocketquant.api.app import create_app
 from pocketquant.api.serving import serve
+from pocketquant.auth.keys import Scope
 from pocketquant.infra.embedded import embedded_mongodb, embedded_redis
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
@@ -88,6 +89,16 @@ async def settings(mongodb_url: str, redis_url: str, simulator: TradingViewSimul
         watchlist_refresh_seconds=0.1,
         stream_status_every_seconds=0.2,
         stream_lock_ttl_seconds=1.0,
+        # As `pocketquant dev` runs: reads open, mutations with a key (the `gql` client's).
+        auth_required=False,
+        introspection=True,
+        # Tests poll quickly; the limits themselves are tested with their own settings.
+        rate_limit_queries_per_second=10_000,
+        rate_limit_queries_burst=10_000,
+        rate_limit_mutations_per_second=10_000,
+        rate_limit_mutations_burst=10_000,
+        rate_limit_sync_jobs_per_minute=600_000,
+        rate_limit_sync_jobs_burst=10_000,
     )
 
 
@@ -115,7 +126,22 @@ async def api_url(settings: Settings, resources: Resources) -> AsyncIterator[str
 
 
 @pytest.fixture
-async def gql(api_url: str) -> AsyncIterator[GraphQLClient]:
+async def admin_key(resources: Resources) -> str:
+    _, key = await resources.keys.create("tests", Scope.ADMIN)
+    return key
+
+
+@pytest.fixture
+async def gql(api_url: str, admin_key: str) -> AsyncIterator[GraphQLClient]:
+    """A GraphQL client with an admin key (mutations need a key)."""
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as http:
+        yield GraphQLClient(http)
+
+
+@pytest.fixture
+async def anonymous(api_url: str) -> AsyncIterator[GraphQLClient]:
+    """A GraphQL client without a key."""
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
         yield GraphQLClient(http)
 

@@ -21,8 +21,8 @@ def test_schema_graphql_matches_the_code() -> None:
     assert committed == schema_sdl(), "schema.graphql is stale: run `pocketquant export-schema -o schema.graphql`"
 
 
-async def test_health_and_ready_report_every_component(api_url: str, worker: Worker) -> None:
-    async with httpx.AsyncClient(base_url=api_url) as http:
+async def test_health_and_ready_report_every_component(api_url: str, worker: Worker, admin_key: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url, headers={"Authorization": f"Bearer {admin_key}"}) as http:
         for _ in range(100):  # the worker writes its first report right after start-up
             health = (await http.get("/health")).json()
             if health["components"]["worker"]["ok"]:
@@ -34,20 +34,30 @@ async def test_health_and_ready_report_every_component(api_url: str, worker: Wor
         response = await http.get("/ready")
         assert response.status_code == 200
         assert response.json()["status"] == "ready"
+    async with httpx.AsyncClient(base_url=api_url) as http:  # anonymous: states, not internals
+        health = (await http.get("/health")).json()
+        assert health["components"]["worker"] == {"ok": True}
 
 
-async def test_ready_is_503_when_mongodb_is_down_and_reports_a_missing_worker(resources: Resources) -> None:
+async def test_ready_is_503_when_mongodb_is_down_and_reports_a_missing_worker(
+    resources: Resources, admin_key: str
+) -> None:
     dead_mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
         "mongodb://127.0.0.1:9/?directConnection=true", serverSelectionTimeoutMS=200
     )
     app = create_app(resources.settings, dataclasses.replace(resources, mongo=dead_mongo))
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
-        response = await http.get("/ready")
+        anonymous = await http.get("/ready")
+        admin = await http.get("/ready", headers={"Authorization": f"Bearer {admin_key}"})
     await dead_mongo.close()
-    body = response.json()
-    assert response.status_code == 503
-    assert body["status"] == "unavailable"
-    assert body["components"]["mongodb"]["ok"] is False
-    assert "error" in body["components"]["mongodb"]
-    assert body["components"]["redis"]["ok"] is True
-    assert body["components"]["worker"] == {"ok": False, "error": "no worker has reported recently"}
+    for response in (anonymous, admin):
+        body = response.json()
+        assert response.status_code == 503
+        assert body["status"] == "unavailable"
+        assert body["components"]["mongodb"]["ok"] is False
+        assert body["components"]["redis"]["ok"] is True
+        assert body["components"]["worker"] == {"ok": False, "error": "no worker has reported recently"}
+    # The internal address is shown to admin keys only.
+    assert anonymous.json()["components"]["mongodb"]["error"] in ("unavailable", "failing")
+    assert "127.0.0.1:9" not in anonymous.text
+    assert "127.0.0.1:9" in admin.json()["components"]["mongodb"]["error"]

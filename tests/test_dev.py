@@ -13,36 +13,47 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
+import websockets
 
+from pocketquant.infra import devfiles
 from pocketquant.infra.embedded import free_port
 from tests.utils.graphql import GraphQLClient
 from tests.utils.live import raw_subscriber, until
 
 CLI = Path(sys.executable).parent / "pocketquant"
-EXPORT = re.compile(r"^\s*export (\w+)='([^']*)'\s*$")
+SHOWN = re.compile(r"^\s{2}(\w+)=(\S+)\s*$")
 
 
 @contextlib.asynccontextmanager
-async def dev(tmp_path: Path, port: int) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, str], list[str]]]:
-    """Start `pocketquant dev --simulate`; yield it with the exports it printed."""
-    env = {k: v for k, v in os.environ.items() if k not in {"MONGODB_URL", "REDIS_URL"}}
+async def dev(
+    tmp_path: Path, port: int, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, str], list[str]]]:
+    """Start `pocketquant dev --simulate`; yield it with the values it recorded in
+    DATA_DIR/dev.env (checked against the lines it printed)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"MONGODB_URL", "REDIS_URL"}} | (env or {})
     env |= {"DATA_DIR": str(tmp_path), "COLUMNS": "60"}  # a narrow terminal must not break the lines
     proc = await asyncio.create_subprocess_exec(
-        str(CLI), "dev", "--simulate", "--port", str(port), env=env,
+        str(CLI), "dev", "--simulate", "--port", str(port), *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[str] = []
-    exports: dict[str, str] = {}
+    shown: dict[str, str] = {}
     try:
         async with asyncio.timeout(60):
             while "Application startup complete" not in (lines[-1] if lines else ""):
                 line = (await proc.stdout.readline()).decode()
                 assert line, "dev exited:\n" + "".join(lines)
                 lines.append(line)
-                if match := EXPORT.match(line):
-                    exports[match[1]] = match[2]
-        yield proc, exports, lines
+                if match := SHOWN.match(line):
+                    shown[match[1]] = match[2]
+        recorded = devfiles.read_env(tmp_path)
+        assert oct((tmp_path / "dev.env").stat().st_mode & 0o777) == "0o600"
+        assert set(shown) == set(recorded), lines
+        for name, value in shown.items():  # each printed whole, passwords masked
+            assert value == devfiles.mask_url(recorded[name]), lines
+        yield proc, recorded, lines
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
@@ -56,10 +67,16 @@ async def dev(tmp_path: Path, port: int) -> AsyncIterator[tuple[asyncio.subproce
                 await proc.wait()
 
 
-async def two_live_quotes(port: int) -> None:
+def dev_key(tmp_path: Path) -> str:
+    path = tmp_path / "dev-api-key"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    return path.read_text().strip()
+
+
+async def two_live_quotes(port: int, key: str | None = None) -> None:
     """Subscribe to live quotes of NASDAQ:AAPL and get the snapshot and an update."""
     query = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { ticker price } }'
-    ws = await raw_subscriber(f"ws://127.0.0.1:{port}/graphql", "q", query, {})
+    ws = await raw_subscriber(f"ws://127.0.0.1:{port}/graphql", "q", query, {}, key=key)
     try:
         for _ in range(2):
             message = json.loads(await asyncio.wait_for(ws.recv(), 20))
@@ -71,10 +88,20 @@ async def two_live_quotes(port: int) -> None:
 async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: Path) -> None:
     port = free_port()
     async with dev(tmp_path, port) as (proc, exports, lines):
-        # Whole lines to copy: each variable with its own `export`.
-        assert set(exports) == {"MONGODB_URL", "REDIS_URL", "TRADINGVIEW_WEBSOCKET_URL"}, lines
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            assert (await http.get("/ready")).status_code == 200
+        # Every URL another process needs, recorded for it in DATA_DIR/dev.env.
+        assert set(exports) == {
+            "MONGODB_URL", "MONGODB_DATABASE", "REDIS_URL", "TRADINGVIEW_WEBSOCKET_URL", "TRADINGVIEW_SEARCH_URL",
+        }, lines  # fmt: skip
+        assert f"admin key of this instance is in {tmp_path / 'dev-api-key'}" in "".join(lines).replace("\n", "")
+        headers = {"Authorization": f"Bearer {dev_key(tmp_path)}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as anonymous:
+            assert (await anonymous.get("/ready")).status_code == 200
+            refused = await anonymous.post(
+                "/graphql", json={"query": "mutation { watchSymbols(tickers: []) { __typename } }"}
+            )
+            assert refused.status_code == 401  # mutations need the key, even in dev
+            assert (await anonymous.get("/graphql", headers={"Accept": "text/html"})).status_code == 200  # GraphiQL
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers) as http:
             gql = GraphQLClient(http)
             sync = 'mutation { syncSymbol(input: {exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1, bars: 50}) { __typename ... on SyncEnqueued { jobId } } }'
             await gql.wait_for_job((await gql.data(sync))["syncSymbol"]["jobId"])  # its own worker runs it
@@ -85,8 +112,9 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
             await gql.data('mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }')
             await two_live_quotes(port)
 
-        # Other commands, with the printed exports, work on the same services: another
-        # API process relays the same stream (`pocketquant api`, as in docker-compose.yml),
+        # Other commands, with the recorded values, work on the same services: another
+        # API process relays the same stream (`pocketquant api`, as in docker-compose.yml,
+        # where reads need a key),
         api_port = free_port()
         api = await asyncio.create_subprocess_exec(
             str(CLI), "api", env=os.environ | exports | {"PORT": str(api_port)},
@@ -101,7 +129,11 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
                     return False
 
                 await until(ready, within=30)
-                await two_live_quotes(api_port)
+                with pytest.raises(websockets.ConnectionClosed) as refused_ws:
+                    await two_live_quotes(api_port)
+                assert refused_ws.value.rcvd is not None
+                assert refused_ws.value.rcvd.code == 4403
+                await two_live_quotes(api_port, key=dev_key(tmp_path))
                 written = (await http.get("/health")).json()["live"]["updates_written"]
                 assert written["prepared_frame"] > 0, written  # the production server's fast path
         finally:
@@ -118,4 +150,5 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
         assert other.returncode == 0, out.decode()
         assert "✓ NASDAQ:AAPL@1h: 10 fetched, 10 new" in out.decode()
     assert proc.returncode in (0, -signal.SIGINT), "".join(lines)
+    assert not (tmp_path / "dev.env").exists()  # a stopped dev leaves no stale URLs behind
     assert "Traceback" not in "".join(lines), "".join(lines)

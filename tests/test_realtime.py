@@ -386,7 +386,14 @@ async def test_watchlist_survives_and_bad_watch_input(gql: GraphQLClient) -> Non
 async def test_symbol_errors_are_reported_and_others_keep_streaming(
     gql: GraphQLClient, stream: asyncio.Task[None], simulator: TradingViewSimulator
 ) -> None:
-    await watch(gql, AAPL, SymbolKey("NASDAQ", "NOPE"))
+    from datetime import UTC, datetime
+
+    from pocketquant.realtime.documents import WatchedSymbol
+
+    await watch(gql, AAPL)
+    # watchSymbols refuses unknown symbols; one that TradingView stops knowing later
+    # (a delisting) stays on the list until someone unwatches it.
+    await WatchedSymbol(exchange="NASDAQ", symbol="NOPE", added_at=datetime.now(UTC), slot=99).insert()
 
     async def reported() -> dict[str, Any] | None:
         s = await status(gql)
@@ -687,7 +694,12 @@ async def test_without_prepared_frames_updates_go_through_asgi(
     server: dict[str, Any],
     connect: dict[str, Any],
     deflate: int,
+    admin_key: str,
 ) -> None:
-    async with serve(create_app(settings, resources), **server) as url, httpx.AsyncClient(base_url=url) as http:
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    async with (
+        serve(create_app(settings, resources), **server) as url,
+        httpx.AsyncClient(base_url=url, headers=headers) as http,
+    ):
         counts = await _fan_out_and_count(url, GraphQLClient(http), simulator, **connect)
     assert counts == {"prepared_frame": 0, "asgi": 60, "deflate": deflate}

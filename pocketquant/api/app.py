@@ -10,16 +10,20 @@ from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from pocketquant.api.context import Context
-from pocketquant.api.fanout import FanoutRegistry, FanoutTransportWSHandler
+from pocketquant.api.cost import CostModel
+from pocketquant.api.fanout import FanoutRegistry
+from pocketquant.api.guard import Guard
+from pocketquant.api.http import BodyLimitMiddleware, PocketQuantGraphQL, authenticate
+from pocketquant.api.ratelimit import RateLimiter
 from pocketquant.api.schema import build_schema
+from pocketquant.auth.keys import InvalidApiKeyError, Scope
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
@@ -34,16 +38,13 @@ class State(TypedDict):
     resources: Resources
     hub: LiveHub
     fanout: FanoutRegistry
+    guard: Guard
 
 
-class PocketQuantGraphQL(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = FanoutTransportWSHandler
+async def component_checks(resources: Resources, *, details: bool) -> dict[str, dict[str, Any]]:
+    """Each component's state. Error texts and the worker's report can name internal
+    hosts and ports: they are shown to admin keys only (``details``)."""
 
-    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context(resources=request.state.resources, hub=request.state.hub, fanout=request.state.fanout)
-
-
-async def component_checks(resources: Resources) -> dict[str, dict[str, Any]]:
     async def mongodb() -> dict[str, Any]:
         await resources.mongo.admin.command("ping")
         return {"ok": True}
@@ -63,17 +64,30 @@ async def component_checks(resources: Resources) -> dict[str, dict[str, Any]]:
             result: dict[str, Any] = await asyncio.wait_for(check(), _CHECK_TIMEOUT)
             return result
         except Exception as exc:  # a health check reports failures, it does not raise them
+            if not details:
+                return {"ok": False, "error": "unavailable" if isinstance(exc, TimeoutError | OSError) else "failing"}
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
     names = ("mongodb", "redis", "worker")
     results = await asyncio.gather(run(mongodb), run(redis), run(worker))
+    if not details:
+        for result in results:
+            result.pop("report", None)
     return dict(zip(names, results, strict=True))
+
+
+async def _is_admin(request: Request) -> bool:
+    try:
+        principal = await authenticate(request.state.resources, request.headers.get("authorization"))
+    except InvalidApiKeyError:
+        return False
+    return principal.can(Scope.ADMIN)
 
 
 async def health(request: Request) -> JSONResponse:
     """Liveness: the process answers. Component states are reported, not required,
-    with this process's live subscribers."""
-    checks = await component_checks(request.state.resources)
+    with this process's live subscribers (details for admin keys)."""
+    checks = await component_checks(request.state.resources, details=await _is_admin(request))
     hub: LiveHub = request.state.hub
     members = request.state.fanout.members
     live = {
@@ -92,16 +106,19 @@ async def health(request: Request) -> JSONResponse:
 async def ready(request: Request) -> JSONResponse:
     """Readiness: MongoDB and Redis answer. A missing worker is reported (syncs would
     wait in the queue) but does not take the API out of rotation: reads still work."""
-    checks = await component_checks(request.state.resources)
+    checks = await component_checks(request.state.resources, details=await _is_admin(request))
     is_ready = checks["mongodb"]["ok"] and checks["redis"]["ok"]
     return JSONResponse(
         {"status": "ready" if is_ready else "unavailable", "components": checks}, status_code=200 if is_ready else 503
     )
 
 
-def create_app(settings: Settings, resources: Resources | None = None) -> Starlette:
+def create_app(settings: Settings, resources: Resources | None = None, *, open_access: bool = False) -> Starlette:
     """Build the app. With ``resources`` the app borrows open clients (``pocketquant
-    dev``); without, its lifespan opens and closes its own."""
+    dev``); without, its lifespan opens and closes its own. ``open_access`` lets
+    mutations run without a key (``pocketquant dev --open`` only)."""
+
+    schema = build_schema(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -112,12 +129,19 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             fanout = FanoutRegistry()
             fanout.schema = graphql_app.schema
             stack.push_async_callback(fanout.close)
-            yield {"resources": opened, "hub": hub, "fanout": fanout}
+            guard = Guard(
+                settings,
+                RateLimiter(opened.redis, settings),
+                CostModel(schema._schema, settings),
+                open_access=open_access,
+            )
+            yield {"resources": opened, "hub": hub, "fanout": fanout, "guard": guard}
 
     graphql_app = PocketQuantGraphQL(
-        build_schema(settings),
+        schema,
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        allowed_origins=settings.cors_allowed_origins,
     )
     return Starlette(
         routes=[
@@ -125,6 +149,16 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             Route("/ready", ready),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_app),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+                max_age=600,
+            ),
+            Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes),
         ],
         lifespan=lifespan,
     )

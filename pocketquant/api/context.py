@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import strawberry
+from starlette.responses import Response
 
-from pocketquant.api.errors import BadUserInputError
+from pocketquant.api.errors import BadUserInputError, RateLimitedError, UserFacingError
+from pocketquant.auth.keys import ANONYMOUS, Principal
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources
 
 if TYPE_CHECKING:
     from pocketquant.api.fanout import FanoutGroup, FanoutRegistry
+    from pocketquant.api.guard import Guard
 
 
 @dataclass(slots=True)
@@ -24,7 +28,13 @@ class Context:
 
     resources: Resources
     hub: LiveHub
+    guard: Guard | None = None
     fanout: FanoutRegistry | None = None
+    principal: Principal = ANONYMOUS
+    # Who rate limits count against: the key, or the client's address without one.
+    client: str = "unknown"
+    # The HTTP response being built (None on a websocket): refusals set its status.
+    response: Response | None = None
     # Set when a live subscription runs once for a group of subscribers (api/fanout.py).
     fanout_group: FanoutGroup | None = None
     active_subscriptions: int = 0
@@ -33,7 +43,21 @@ class Context:
     def for_group(self, group: FanoutGroup) -> Context:
         """The context a group's single run uses: its own subscription count (each
         member is counted against its own connection)."""
-        return dataclasses.replace(self, fanout_group=group, active_subscriptions=0)
+        return dataclasses.replace(self, fanout_group=group, active_subscriptions=0, response=None)
+
+    def identify(self, principal: Principal, address: str | None) -> None:
+        self.principal = principal
+        self.client = f"key:{principal.key_id}" if principal.key_id else f"ip:{address or 'unknown'}"
+
+    def refuse(self, error: UserFacingError) -> None:
+        """Give an HTTP response the status (and Retry-After) of a refusal."""
+        if self.response is None or error.http_status is None:
+            return
+        self.response.status_code = error.http_status
+        if error.http_status == 401:
+            self.response.headers["WWW-Authenticate"] = 'Bearer realm="pocketquant"'
+        if isinstance(error, RateLimitedError) and math.isfinite(error.retry_after):
+            self.response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
 
     @contextlib.contextmanager
     def subscription_slot(self) -> Iterator[None]:

@@ -11,6 +11,7 @@ class UserFacingError(Exception):
     """An error whose message is safe and useful to show to the client."""
 
     code = "INTERNAL"
+    http_status: int | None = None  # set for errors that decide an HTTP response's status
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -39,3 +40,52 @@ def should_mask_error(error: GraphQLError) -> bool:
     if error.path is None:
         return False
     return not isinstance(error.original_error, UserFacingError)
+
+
+class WrongTransportError(UserFacingError):
+    """An operation sent where it cannot run (a subscription over HTTP): HTTP 400."""
+
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
+class UnauthenticatedError(UserFacingError):
+    """No key, or not a current one, where one is needed (HTTP 401)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class ForbiddenError(UserFacingError):
+    """The key's scope does not allow this (HTTP 403)."""
+
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class QueryTooCostlyError(UserFacingError):
+    code = "QUERY_TOO_COSTLY"
+
+    def __init__(self, message: str, *, cost: int, limit: int) -> None:
+        super().__init__(message)
+        self.cost = cost
+        self.limit = limit
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return super().extensions | {"cost": self.cost, "maxCost": self.limit}
+
+
+class RateLimitedError(UserFacingError):
+    """Too many requests from this client for now (HTTP 429, with Retry-After)."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return super().extensions | {"retryAfterSeconds": round(self.retry_after, 1)}

@@ -32,8 +32,9 @@ from graphql import FieldNode, GraphQLError, GraphQLSyntaxError, OperationDefini
 from starlette.websockets import WebSocketDisconnect
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from pocketquant.api.errors import BadUserInputError
+from pocketquant.api.errors import UserFacingError
 from pocketquant.api.prepared_frames import frame_writer, text_frame
 from pocketquant.realtime.hub import LatestQueue
 
@@ -331,7 +332,35 @@ class FanoutRegistry:
 
 
 class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
-    """graphql-transport-ws with live subscriptions served by groups."""
+    """graphql-transport-ws with live subscriptions served by groups, and every
+    client message checked for its shape before it is acted on."""
+
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self.handle_invalid_message("a message must be a JSON object with a string `type`")
+            return
+        kind = message["type"]
+        if kind in ("subscribe", "complete"):
+            op_id = message.get("id")
+            limit = self.context.resources.settings.max_operation_id_length
+            if not isinstance(op_id, str) or not op_id:
+                await self.handle_invalid_message(f"`id` of a {kind} message must be a non-empty string")
+                return
+            if len(op_id) > limit:
+                await self.handle_invalid_message(f"`id` is longer than {limit} characters")
+                return
+        if kind == "subscribe":
+            payload = message.get("payload")
+            if not isinstance(payload, dict):
+                await self.handle_invalid_message("`payload` of a subscribe message must be an object")
+                return
+            problem = _payload_problem(payload)
+            if problem is not None and self.connection_acknowledged and message["id"] not in self.operations:
+                # The operation is refused, not registered: it holds no slot.
+                error = GraphQLError(problem, extensions={"code": "BAD_USER_INPUT"})
+                await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+                return
+        await super().handle_message(message)  # type: ignore[arg-type]  # its shape was checked above
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         context = self.context
@@ -341,6 +370,8 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
             await super().run_operation(operation)
             return
         try:
+            if context.guard is not None:
+                await context.guard.admit(context, StrawberryOperationType.SUBSCRIPTION)
             with context.subscription_slot():
                 group = await registry.group(key, operation, context)
                 if group.failure is not None or group.task is None or group.task.done():
@@ -354,5 +385,16 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
                 finally:
                     member.close()
                     group.leave(member)
-        except BadUserInputError as exc:
+        except UserFacingError as exc:
             await operation.send_initial_errors([GraphQLError(str(exc), extensions=exc.extensions)])
+
+
+def _payload_problem(payload: dict[str, Any]) -> str | None:
+    """What is wrong with a subscribe payload's fields, if anything."""
+    if not isinstance(payload.get("query"), str):
+        return "`payload.query` must be a string holding a GraphQL document"
+    if payload.get("variables") is not None and not isinstance(payload["variables"], dict):
+        return "`payload.variables` must be an object or null"
+    if payload.get("operationName") is not None and not isinstance(payload["operationName"], str):
+        return "`payload.operationName` must be a string or null"
+    return None

@@ -2,40 +2,77 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import strawberry
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from pocketquant.api.errors import should_mask_error
+from pocketquant.api.guard import GuardExtension
 from pocketquant.api.scalars import SCALAR_MAP
 from pocketquant.history.graphql.mutations import HistoryMutation
 from pocketquant.history.graphql.queries import HistoryQuery
 from pocketquant.realtime.graphql.resolvers import RealtimeMutation, RealtimeQuery, RealtimeSubscription
 from pocketquant.settings import Settings
 
+log = logging.getLogger("pocketquant.graphql")
+
 Query = merge_types("Query", (HistoryQuery, RealtimeQuery))
 Mutation = merge_types("Mutation", (HistoryMutation, RealtimeMutation))
 Subscription = merge_types("Subscription", (RealtimeSubscription,))
 
 
+class PocketQuantSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Internal failures are logged with their traceback (clients see them masked);
+        the client's own mistakes in one line, at INFO."""
+        for error in errors:
+            if should_mask_error(error):
+                where = ".".join(str(p) for p in error.path or ())
+                log.error(
+                    "internal error in %s: %s", where or "(operation)", error.message, exc_info=error.original_error
+                )
+            else:
+                code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION")
+                log.info("client error %s: %s", code, " ".join(error.message.split())[:300])
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
-    return strawberry.Schema(
+    # Factories: each request gets fresh extension instances.
+    extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+        GuardExtension,
+        lambda: MaskErrors(should_mask_error=should_mask_error, error_message="Internal server error."),
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
+    return PocketQuantSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        extensions=[
-            # Factories: each request gets fresh extension instances.
-            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-            lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
-            lambda: MaskErrors(should_mask_error=should_mask_error, error_message="Internal server error."),
-        ],
+        config=StrawberryConfig(scalar_map=SCALAR_MAP, disable_field_suggestions=not settings.field_suggestions),
+        extensions=extensions,
     )
 
 
 def schema_sdl() -> str:
     """The schema in SDL, as committed in schema.graphql."""
     return build_schema().as_str() + "\n"
+
+
+__all__ = ["build_schema", "schema_sdl"]

@@ -13,9 +13,10 @@ from starlette.applications import Starlette
 
 from pocketquant.api.prepared_frames import PreparedFrameProtocol
 from pocketquant.infra.embedded import free_port
+from pocketquant.settings import Settings
 
 
-def uvicorn_options() -> dict[str, Any]:
+def uvicorn_options(settings: Settings | None = None) -> dict[str, Any]:
     """uvicorn settings for every PocketQuant API server.
 
     - asyncio's own event loop, the one the tests run on (uvicorn would pick uvloop
@@ -25,8 +26,10 @@ def uvicorn_options() -> dict[str, Any]:
     - No permessage-deflate: live messages are a few hundred bytes, and compressing each
       one for each subscriber was the largest cost of the fan-out path (1,000
       subscribers: p50 115 ms with deflate, 39 ms without).
+    - Websocket messages are bounded like HTTP bodies (``MAX_REQUEST_BYTES``).
     """
-    return {"loop": "asyncio", "ws": PreparedFrameProtocol, "ws_per_message_deflate": False}
+    limit = (settings or Settings(_env_file=None)).max_request_bytes
+    return {"loop": "asyncio", "ws": PreparedFrameProtocol, "ws_per_message_deflate": False, "ws_max_size": limit}
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,17 @@ from pocketquant.domain.intervals import Interval
 _EXCHANGE = re.compile(r"^[A-Z0-9_]{1,32}$")
 # Tickers such as BRK.B, ES1!, BTC-PERP, M&M, 005930.
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._!&\-]{0,47}$")
+# A resolve string carries a little JSON around the ticker; anything longer is not one.
+MAX_TICKER_LENGTH = 256
+# Input is quoted back in errors only up to this length.
+_ECHO = 40
+
+
+def quoted(text: str) -> str:
+    """``text`` as an error message may show it: short input verbatim, long input cut."""
+    if len(text) <= _ECHO:
+        return repr(text)
+    return f"{text[:_ECHO]!r}... ({len(text):,} characters)"
 
 
 class InvalidSymbolError(ValueError):
@@ -28,15 +39,18 @@ class SymbolKey:
 
     @classmethod
     def parse(cls, exchange: str, symbol: str) -> SymbolKey:
-        """Validate and normalise (upper-case) an exchange and a symbol."""
-        ex = exchange.strip().upper()
-        sym = symbol.strip().upper()
-        if not _EXCHANGE.fullmatch(ex):
+        """Validate and normalise (upper-case) an exchange and a symbol. Only ASCII is
+        accepted: upper-casing would fold other letters into ASCII ones (``ı`` into ``I``)."""
+        ex, sym = exchange.strip(), symbol.strip()
+        if not (ex.isascii() and _EXCHANGE.fullmatch(ex := ex.upper())):
             raise InvalidSymbolError(
-                f"malformed exchange {exchange!r}: use 1-32 letters, digits or '_' (e.g. NASDAQ)", "exchange"
+                f"malformed exchange {quoted(exchange)}: use 1-32 ASCII letters, digits or '_' (e.g. NASDAQ)",
+                "exchange",
             )
-        if not _SYMBOL.fullmatch(sym):
-            raise InvalidSymbolError(f"malformed symbol {symbol!r}: use 1-48 letters, digits or . _ ! & - (e.g. AAPL)")
+        if not (sym.isascii() and _SYMBOL.fullmatch(sym := sym.upper())):
+            raise InvalidSymbolError(
+                f"malformed symbol {quoted(symbol)}: use 1-48 ASCII letters, digits or . _ ! & - (e.g. AAPL)"
+            )
         return cls(ex, sym)
 
     @classmethod
@@ -44,15 +58,19 @@ class SymbolKey:
         """Parse ``EXCHANGE:SYMBOL`` or a TradingView resolve string
         (``={"symbol":"COINBASE:LRCUSD","adjustment":"splits"}``)."""
         text = ticker.strip()
+        if len(text) > MAX_TICKER_LENGTH:
+            raise InvalidSymbolError(
+                f"malformed ticker {quoted(ticker)}: at most {MAX_TICKER_LENGTH} characters", "ticker"
+            )
         if text.startswith("="):
             try:
                 resolved = json.loads(text[1:])
-            except json.JSONDecodeError as exc:
-                raise InvalidSymbolError(f"malformed resolve string {ticker!r}", "ticker") from exc
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise InvalidSymbolError(f"malformed resolve string {quoted(ticker)}", "ticker") from exc
             text = str(resolved.get("symbol", "")) if isinstance(resolved, dict) else ""
         exchange, sep, symbol = text.partition(":")
         if not sep:
-            raise InvalidSymbolError(f"malformed ticker {ticker!r}: expected EXCHANGE:SYMBOL", "ticker")
+            raise InvalidSymbolError(f"malformed ticker {quoted(ticker)}: expected EXCHANGE:SYMBOL", "ticker")
         return cls.parse(exchange, symbol)
 
     @property

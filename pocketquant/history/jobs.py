@@ -12,11 +12,11 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from pocketquant.domain import Interval, SeriesKey
-from pocketquant.history.documents import SymbolRecord
+from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.history.store import ChunkConflictError
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
-from pocketquant.tradingview.history import ProviderError
+from pocketquant.tradingview.history import ProviderError, SymbolNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,24 @@ async def sync_series(ctx: dict[str, Any], exchange: str, symbol: str, interval:
 
 
 async def _resync_tracked(ctx: dict[str, Any], intraday: bool) -> int:
+    """Enqueue a sync of every tracked series of the kind, except those whose last sync
+    found the symbol unknown to TradingView: re-asking would fail the same way (a new
+    `trackSymbol` or `syncSymbol` tries it again)."""
     resources = _resources(ctx)
     count = 0
+    unknown = {
+        (s.exchange, s.symbol, s.interval)
+        for s in await SyncStatus.find({"state": "failed", "last_error_kind": SymbolNotFoundError.kind}).to_list()
+    }
     async for record in SymbolRecord.find(SymbolRecord.tracked == True):  # noqa: E712 - a query, not a test
         for value in record.tracked_intervals:
             interval = Interval.parse(value)
             if interval.is_intraday != intraday:
+                continue
+            if (record.exchange, record.symbol, interval.value) in unknown:
+                log.info(
+                    "scheduled re-sync skips %s:%s@%s: unknown to TradingView", record.exchange, record.symbol, value
+                )
                 continue
             await resources.dispatcher.enqueue(
                 SeriesKey(record.exchange, record.symbol, interval), resources.settings.sync_default_bars

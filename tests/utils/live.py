@@ -22,11 +22,17 @@ async def until(predicate: Any, within: float = 10.0) -> Any:
             await asyncio.sleep(0.05)
 
 
-async def raw_subscriber(url: str, op_id: str, document: str, variables: dict[str, Any], **connect: Any) -> Any:
-    """A websocket to ``url`` that has been acknowledged and has subscribed ``document``
-    under ``op_id`` (``connect`` goes to ``websockets.connect``)."""
+async def raw_subscriber(
+    url: str, op_id: str, document: str, variables: dict[str, Any], key: str | None = None, **connect: Any
+) -> Any:
+    """A websocket to ``url`` that has been acknowledged (with API ``key`` in the
+    connection_init payload, if given) and has subscribed ``document`` under ``op_id``
+    (``connect`` goes to ``websockets.connect``)."""
     ws = await websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")], **connect)
-    await ws.send(json.dumps({"type": "connection_init"}))
+    init: dict[str, Any] = {"type": "connection_init"}
+    if key is not None:
+        init["payload"] = {"Authorization": f"Bearer {key}"}
+    await ws.send(json.dumps(init))
     assert json.loads(await ws.recv())["type"] == "connection_ack"
     await ws.send(
         json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": document, "variables": variables}})

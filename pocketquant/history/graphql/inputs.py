@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 
 from pocketquant.api.errors import BadUserInputError
@@ -45,6 +46,10 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[int | None
 
 
 _CURSOR_PREFIX = "bars:v1:"
+# ASCII digits only (``str.isdigit`` and ``int`` also take other scripts' digits), and
+# short enough to stay far inside int64: BSON and MongoDB compare 64-bit integers.
+_CURSOR = re.compile(r"bars:v1:(asc|desc):(-?[0-9]{1,15})")
+_MAX_CURSOR_LENGTH = 64
 
 
 def encode_cursor(t: int, newest_first: bool) -> str:
@@ -54,13 +59,16 @@ def encode_cursor(t: int, newest_first: bool) -> str:
 
 def decode_cursor(cursor: str, newest_first: bool) -> int:
     """The time of the last bar already returned."""
+    malformed = BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after")
+    if len(cursor) > _MAX_CURSOR_LENGTH:
+        raise malformed
     try:
-        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after") from exc
-    order, _, t = raw.removeprefix(_CURSOR_PREFIX).partition(":")
-    if not raw.startswith(_CURSOR_PREFIX) or not t.lstrip("-").isdigit() or order not in ("asc", "desc"):
-        raise BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after")
-    if (order == "desc") != newest_first:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError) as exc:
+        raise malformed from exc
+    match = _CURSOR.fullmatch(raw)
+    if match is None:
+        raise malformed
+    if (match[1] == "desc") != newest_first:
         raise BadUserInputError("this cursor was made for the other `order`", field="after")
-    return int(t)
+    return int(match[2])

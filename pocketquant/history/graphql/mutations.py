@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import strawberry
 
 from pocketquant.api.context import Info
-from pocketquant.api.errors import BadUserInputError
+from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
 from pocketquant.domain import SeriesKey, SymbolKey
 from pocketquant.history.documents import SymbolRecord
 from pocketquant.history.graphql import inputs
@@ -24,6 +24,7 @@ from pocketquant.history.graphql.types import (
     TrackSymbolResult,
     UntrackSymbolResult,
 )
+from pocketquant.tradingview.history import ProviderError
 
 
 @strawberry.input
@@ -60,6 +61,22 @@ def _invalid(exc: BadUserInputError) -> InvalidInput:
     return InvalidInput(message=str(exc), field=exc.field)
 
 
+async def _take_sync_jobs(info: Info, count: int) -> None:
+    """Charge ``count`` sync jobs to the client's rate limit (RATE_LIMITED past it)."""
+    guard = info.context.guard
+    if guard is not None:
+        await guard.take(info.context, guard.limiter.sync_jobs, count)
+
+
+async def _require_known(info: Info, key: SymbolKey) -> None:
+    try:
+        unknown = await info.context.resources.symbols.unknown([key])
+    except ProviderError as exc:
+        raise UpstreamUnavailableError(f"cannot check {key.ticker} with TradingView now: {exc}") from exc
+    if unknown:
+        raise BadUserInputError(f"TradingView does not know {key.ticker}", field="symbol")
+
+
 async def _enqueue(info: Info, series: SeriesKey, n_bars: int) -> SyncEnqueued:
     enqueued = await info.context.resources.dispatcher.enqueue(series, n_bars)
     return SyncEnqueued(
@@ -84,6 +101,7 @@ class HistoryMutation:
             n_bars = inputs.history_bars(input.bars, info.context.resources.settings.sync_default_bars)
         except BadUserInputError as exc:
             return _invalid(exc)
+        await _take_sync_jobs(info, 1)
         return await _enqueue(info, SeriesKey.of(key, input.interval.to_domain()), n_bars)
 
     @strawberry.mutation(
@@ -103,8 +121,15 @@ class HistoryMutation:
                 raise BadUserInputError("give at least one interval", field="intervals")
             keys = list(dict.fromkeys(inputs.symbol_key(s.exchange, s.symbol) for s in input.symbols))
             n_bars = inputs.history_bars(input.bars, settings.sync_default_bars)
+            series = len(keys) * len(_distinct_intervals(input.intervals))
+            if series > settings.sync_many_max_series:
+                raise BadUserInputError(
+                    f"at most {settings.sync_many_max_series} series (symbols x intervals) per call, got {series}",
+                    field="intervals",
+                )
         except BadUserInputError as exc:
             return _invalid(exc)
+        await _take_sync_jobs(info, series)
         jobs = [
             await _enqueue(info, SeriesKey.of(key, interval.to_domain()), n_bars)
             for key in keys
@@ -119,11 +144,13 @@ class HistoryMutation:
             key = inputs.symbol_key(input.exchange, input.symbol)
             if input.intervals is not None and not input.intervals:
                 raise BadUserInputError("give at least one interval, or leave intervals out", field="intervals")
+            await _require_known(info, key)
         except BadUserInputError as exc:
             return _invalid(exc)
         intervals = _distinct_intervals(
             input.intervals or [IntervalEnum.from_domain(i) for i in settings.default_track_intervals]
         )
+        await _take_sync_jobs(info, len(intervals))
         now = datetime.now(UTC)
         await SymbolRecord.get_pymongo_collection().update_one(
             {"exchange": key.exchange, "symbol": key.symbol},

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from pocketquant.api.context import Info
 from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
-from pocketquant.domain import SeriesKey
+from pocketquant.domain import InvalidSymbolError, SeriesKey, SymbolKey
 from pocketquant.history.cache import PageQuery
 from pocketquant.history.dispatch import parse_sync_job_id
 from pocketquant.history.documents import SymbolRecord, SyncStatus
@@ -61,10 +61,11 @@ async def _read_bars(info: Info, series: SeriesKey, query: PageQuery) -> StoredP
 def _symbol_filter_after(after: str | None) -> dict[str, Any]:
     if after is None:
         return {}
-    exchange, sep, symbol = after.partition(":")
-    if not sep:
-        raise BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after")
-    return {"$or": [{"exchange": {"$gt": exchange}}, {"exchange": exchange, "symbol": {"$gt": symbol}}]}
+    try:
+        last = SymbolKey.from_ticker(after)
+    except InvalidSymbolError as exc:
+        raise BadUserInputError("malformed cursor: pass `endCursor` from a previous page", field="after") from exc
+    return {"$or": [{"exchange": {"$gt": last.exchange}}, {"exchange": last.exchange, "symbol": {"$gt": last.symbol}}]}
 
 
 @strawberry.type

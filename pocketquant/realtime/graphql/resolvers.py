@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
 
 from pocketquant.api.context import Context, Info
-from pocketquant.api.errors import BadUserInputError
+from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
 from pocketquant.domain import InvalidSymbolError, SymbolKey
 from pocketquant.history.graphql.types import IntervalEnum, InvalidInput
-from pocketquant.realtime import wire
-from pocketquant.realtime.documents import WatchedSymbol
+from pocketquant.realtime import watchlist, wire
 from pocketquant.realtime.graphql.types import LiveBar, LiveQuote, StreamStatus, SymbolError, WatchlistChanged
 from pocketquant.realtime.hub import LatestQueue
+from pocketquant.tradingview.history import ProviderError
 
 WatchResult = Annotated[WatchlistChanged | InvalidInput, strawberry.union("WatchResult")]
 
@@ -36,12 +36,8 @@ def _tickers(tickers: list[str], limit: int) -> list[SymbolKey]:
     return list(dict.fromkeys(keys))
 
 
-async def _watched() -> set[SymbolKey]:
-    return {SymbolKey(d.exchange, d.symbol) for d in await WatchedSymbol.find_all().to_list()}
-
-
 async def _require_watched(keys: list[SymbolKey]) -> None:
-    missing = sorted(k.ticker for k in set(keys) - await _watched())
+    missing = sorted(k.ticker for k in set(keys) - await watchlist.watched())
     if missing:
         raise BadUserInputError(f"not watched: {', '.join(missing)}; call watchSymbols first", field="tickers")
 
@@ -63,7 +59,7 @@ async def _events(context: Context, queue: LatestQueue) -> AsyncIterator[dict[st
 class RealtimeQuery:
     @strawberry.field(description="Tickers the stream keeps live, in order.")
     async def watched_symbols(self) -> list[str]:
-        return sorted(k.ticker for k in await _watched())
+        return sorted(k.ticker for k in await watchlist.watched())
 
     @strawberry.field(description="The stream process as it last reported itself (every second).")
     async def stream_status(self, info: Info) -> StreamStatus:
@@ -103,20 +99,22 @@ class RealtimeMutation:
         settings = info.context.resources.settings
         try:
             keys = _tickers(tickers, settings.max_symbols_per_subscription)
-            current = await _watched()
-            added = [k for k in keys if k not in current]
-            if len(current) + len(added) > settings.max_watched_symbols:
-                raise BadUserInputError(
-                    f"the watch list holds at most {settings.max_watched_symbols} symbols", field="tickers"
-                )
+            new = [k for k in keys if k not in await watchlist.watched()]
+            try:
+                unknown = await info.context.resources.symbols.unknown(new)
+            except ProviderError as exc:
+                raise UpstreamUnavailableError(f"cannot check the symbols with TradingView now: {exc}") from exc
+            if unknown:
+                names = ", ".join(k.ticker for k in unknown)
+                raise BadUserInputError(f"TradingView does not know {names}", field="tickers")
+            added = await watchlist.watch(keys, settings.max_watched_symbols)
         except BadUserInputError as exc:
             return InvalidInput(message=str(exc), field=exc.field)
-        now = datetime.now(UTC)
-        for key in added:
-            await WatchedSymbol.get_pymongo_collection().update_one(
-                {"exchange": key.exchange, "symbol": key.symbol}, {"$setOnInsert": {"added_at": now}}, upsert=True
-            )
-        return WatchlistChanged(watched=sorted(k.ticker for k in await _watched()), changed=[k.ticker for k in added])
+        except watchlist.WatchlistFullError as exc:
+            return InvalidInput(message=str(exc), field="tickers")
+        return WatchlistChanged(
+            watched=sorted(k.ticker for k in await watchlist.watched()), changed=[k.ticker for k in added]
+        )
 
     @strawberry.mutation(description="Stop streaming these tickers. Stored bars stay.")
     async def unwatch_symbols(self, info: Info, tickers: list[str]) -> WatchResult:
@@ -124,14 +122,10 @@ class RealtimeMutation:
             keys = _tickers(tickers, info.context.resources.settings.max_symbols_per_subscription)
         except BadUserInputError as exc:
             return InvalidInput(message=str(exc), field=exc.field)
-        removed = []
-        for key in keys:
-            result = await WatchedSymbol.get_pymongo_collection().delete_one(
-                {"exchange": key.exchange, "symbol": key.symbol}
-            )
-            if result.deleted_count:
-                removed.append(key.ticker)
-        return WatchlistChanged(watched=sorted(k.ticker for k in await _watched()), changed=removed)
+        removed = await watchlist.unwatch(keys)
+        return WatchlistChanged(
+            watched=sorted(k.ticker for k in await watchlist.watched()), changed=[k.ticker for k in removed]
+        )
 
 
 @strawberry.type

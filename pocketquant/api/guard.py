@@ -1,0 +1,157 @@
+"""What every operation passes before it runs: access by API key scope, bounded input
+strings, the cost limit and the per-client rate limits.
+
+The checks run in a schema extension right after validation, so a refused operation
+reads nothing and writes nothing. Live subscriptions served by a fan-out group run
+once for many subscribers: each subscriber is admitted on its own (access and rate
+limit, :meth:`Guard.admit`) before it joins, and the group's single run checks only
+what depends on the document (strings and cost).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from graphql import DocumentNode, StringValueNode, visit
+from graphql.language import Visitor
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from pocketquant.api.cost import CostModel
+from pocketquant.api.errors import (
+    BadUserInputError,
+    ForbiddenError,
+    QueryTooCostlyError,
+    RateLimitedError,
+    UnauthenticatedError,
+    UserFacingError,
+    WrongTransportError,
+)
+from pocketquant.api.ratelimit import Bucket, RateLimiter
+from pocketquant.auth.keys import Principal, Scope
+
+if TYPE_CHECKING:
+    from pocketquant.api.context import Context
+    from pocketquant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _LongestString(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.longest = 0
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        self.longest = max(self.longest, len(node.value))
+
+
+def _longest_string(value: object, depth: int = 0) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if depth > 32:
+        return 0  # deeper input fails the schema's own input checks
+    if isinstance(value, Mapping):
+        return max((max(len(str(k)), _longest_string(v, depth + 1)) for k, v in value.items()), default=0)
+    if isinstance(value, list):
+        return max((_longest_string(v, depth + 1) for v in value), default=0)
+    return 0
+
+
+class Guard:
+    """The checks, with their limits; one per API process."""
+
+    def __init__(self, settings: Settings, limiter: RateLimiter, cost: CostModel, *, open_access: bool = False):
+        self.settings = settings
+        self.limiter = limiter
+        self.cost_model = cost
+        # `pocketquant dev --open`: mutations need no key either.
+        self.open_access = open_access
+
+    def required_scope(self, operation: OperationType) -> Scope | None:
+        if operation is OperationType.MUTATION:
+            return None if self.open_access else Scope.WRITE
+        return Scope.READ if self.settings.auth_required else None
+
+    def authorize(self, principal: Principal, operation: OperationType) -> None:
+        needed = self.required_scope(operation)
+        if needed is None or principal.can(needed):
+            return
+        what = "mutations" if operation is OperationType.MUTATION else "reads"
+        if principal.scope is None:
+            raise UnauthenticatedError(
+                f"{what} need an API key with the `{needed}` scope: send `Authorization: Bearer <key>` "
+                "(for subscriptions, in the connection_init payload)"
+            )
+        raise ForbiddenError(f"this key has the `{principal.scope}` scope; {what} need `{needed}`")
+
+    async def admit(self, context: Context, operation: OperationType) -> None:
+        """Access and the per-client rate limit of one operation."""
+        self.authorize(context.principal, operation)
+        bucket = self.limiter.mutations if operation is OperationType.MUTATION else self.limiter.queries
+        await self.take(context, bucket, 1)
+
+    async def take(self, context: Context, bucket: Bucket, cost: int) -> None:
+        decision = await self.limiter.take(bucket, context.client, cost)
+        if decision.allowed:
+            return
+        if math.isinf(decision.retry_after):
+            raise RateLimitedError(
+                f"this request needs {cost} {bucket.name.replace('_', ' ')} at once; at most {bucket.burst} "
+                "are allowed at a time",
+                retry_after=bucket.burst / bucket.rate,
+            )
+        raise RateLimitedError(
+            f"too many {bucket.name.replace('_', ' ')} from this client; retry in {decision.retry_after:.1f} s",
+            retry_after=decision.retry_after,
+        )
+
+    def check_document(
+        self, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None
+    ) -> None:
+        """Bounded strings and the cost limit."""
+        limit = self.settings.max_input_string_length
+        literals = _LongestString()
+        visit(document, literals)
+        longest = max(literals.longest, _longest_string(variables or {}))
+        if longest > limit:
+            raise BadUserInputError(
+                f"a string in the input is {longest:,} characters long; at most {limit:,} are allowed"
+            )
+        cost = self.cost_model.cost(document, operation_name, variables)
+        if cost > self.settings.max_query_cost:
+            raise QueryTooCostlyError(
+                f"this operation may return {cost:,} values; at most {self.settings.max_query_cost:,} are allowed "
+                "per request: ask for fewer bars (`first`), fewer fields or fewer aliases, and page with `after`",
+                cost=cost,
+                limit=self.settings.max_query_cost,
+            )
+
+
+class GuardExtension(SchemaExtension):
+    """Runs the :class:`Guard` once the operation is parsed and validated, before it
+    executes; a refusal becomes the operation's error (over HTTP also its status:
+    400, 401, 403 or 429). Raising from ``on_execute`` is how Strawberry lets an
+    extension stop an operation, for queries, mutations and subscriptions alike."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        ec = self.execution_context
+        context = ec.context
+        guard: Guard | None = getattr(context, "guard", None)
+        if guard is not None and ec.graphql_document is not None:
+            try:
+                operation = ec.operation_type
+                if operation is OperationType.SUBSCRIPTION and context.response is not None:
+                    raise WrongTransportError(
+                        "subscriptions run over a websocket (graphql-transport-ws) at /graphql, not over HTTP"
+                    )
+                if context.fanout_group is None:  # a group's members were admitted one by one
+                    await guard.admit(context, operation)
+                guard.check_document(ec.graphql_document, ec.operation_name, ec.variables)
+            except UserFacingError as exc:
+                context.refuse(exc)
+                raise
+        yield

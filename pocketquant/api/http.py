@@ -1,0 +1,199 @@
+"""The GraphQL endpoint over HTTP and websockets: who is asking, and strict parsing.
+
+Strawberry's view is kept; what it let through is refused here with a 4xx and a
+specific message: bodies that are not one JSON object, undecodable or too deeply nested
+JSON, a content type that is not exactly ``application/json``, oversized bodies
+(:class:`BodyLimitMiddleware`), subscriptions over HTTP. Keys are read from the
+``Authorization`` header, and on websockets from the ``connection_init`` payload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as ASGIScope
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.types.graphql import OperationType
+
+from pocketquant.api.context import Context
+from pocketquant.api.fanout import FanoutTransportWSHandler
+from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Principal, bearer_token
+from pocketquant.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+class _UnreadableJSON(json.JSONDecodeError):
+    """JSON that cannot be read at all: not UTF-8, or nested too deeply."""
+
+
+def decode_json(data: str | bytes) -> object:
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise _UnreadableJSON("the body is not valid UTF-8", "", 0) from exc
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise _UnreadableJSON("the JSON is nested too deeply", "", 0) from exc
+
+
+class PocketQuantGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = FanoutTransportWSHandler
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+            if exc.status_code == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="pocketquant"'
+            log.info("refused %s %s: %d %s", scope.get("method"), scope.get("path"), exc.status_code, exc.reason)
+        await response(scope, receive, send)
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        state = request.state
+        context = Context(
+            resources=state.resources,
+            hub=state.hub,
+            guard=state.guard,
+            fanout=state.fanout,
+            response=response if isinstance(response, Response) else None,
+        )
+        address = request.client.host if request.client else None
+        try:
+            principal = await authenticate(state.resources, request.headers.get("authorization"))
+        except InvalidApiKeyError as exc:
+            if isinstance(request, WebSocket):
+                principal = ANONYMOUS  # refused at connection_init, the protocol's place for it
+                context.connection_params["_invalid_key"] = str(exc)
+            else:
+                raise HTTPException(401, str(exc)) from exc
+        context.identify(principal, address)
+        return context
+
+    async def on_ws_connect(self, context: Context) -> None:
+        params = context.connection_params
+        token = params.get("Authorization", params.get("authorization"))
+        try:
+            if token is not None:
+                if not isinstance(token, str):
+                    raise InvalidApiKeyError("`Authorization` in connection_init must be a string")
+                principal = await authenticate(context.resources, token)
+                context.identify(principal, context.client.removeprefix("ip:"))
+            elif "_invalid_key" in params:
+                raise InvalidApiKeyError(str(params["_invalid_key"]))
+        except InvalidApiKeyError as exc:
+            log.info("websocket refused: %s", exc)
+            raise ConnectionRejectionError({"message": str(exc)}) from exc
+        needed = context.guard.required_scope(OperationType.QUERY) if context.guard is not None else None
+        if needed is not None and not context.principal.can(needed):
+            log.info("websocket refused: no API key")
+            raise ConnectionRejectionError({"message": "an API key with the `read` scope is required"})
+
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_json(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return decode_json(data)
+        except _UnreadableJSON as exc:
+            raise HTTPException(400, f"Unable to parse request body: {exc.msg}") from exc
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "GET":
+            return await super().parse_http_body(request)
+        content_type, _ = parse_content_type(request.content_type or "")
+        if content_type != "application/json":
+            raise HTTPException(415, "send the GraphQL request as JSON, with `Content-Type: application/json`")
+        data = self.parse_json(await request.get_body())
+        if not isinstance(data, dict):
+            raise HTTPException(
+                400, 'The request body must be a JSON object: {"query": ..., "variables": ..., "operationName": ...}'
+            )
+        fields = {"query": str, "operationName": str, "variables": dict, "extensions": dict}
+        for name, kind in fields.items():
+            if data.get(name) is not None and not isinstance(data[name], kind):
+                expected = "a string" if kind is str else "an object"
+                raise HTTPException(400, f"`{name}` must be {expected} or null")
+        return GraphQLRequestData(
+            query=data.get("query"),
+            variables=data.get("variables"),
+            operation_name=data.get("operationName"),
+            extensions=data.get("extensions"),
+        )
+
+
+async def authenticate(resources: Resources, header: str | None) -> Principal:
+    """The principal of an ``Authorization`` value (``Bearer <key>``; in a
+    connection_init payload the bare key is accepted too)."""
+    if header is None:
+        return ANONYMOUS
+    token = header.strip() if header.strip().startswith("pq_") else bearer_token(header)
+    return await resources.keys.authenticate(token or "")
+
+
+class BodyLimitMiddleware:
+    """Refuse HTTP bodies over ``limit`` bytes with 413, by Content-Length or while reading."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLargeError
+            return message
+
+        async def tracking_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLargeError:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        log.info("refused %s %s: body over %d bytes", scope.get("method"), scope.get("path"), self.limit)
+        response = PlainTextResponse(f"the request body is too large: at most {self.limit:,} bytes", status_code=413)
+        await response(scope, receive, send)
+
+
+class _TooLargeError(Exception):
+    pass
