@@ -16,6 +16,7 @@ from pocketquant.api.errors import BadUserInputError, RateLimitedError, UserFaci
 from pocketquant.auth.keys import ANONYMOUS, Principal
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources
+from pocketquant.settings import Settings
 
 if TYPE_CHECKING:
     from pocketquant.api.fanout import FanoutGroup, FanoutRegistry
@@ -28,6 +29,9 @@ class Context:
 
     resources: Resources
     hub: LiveHub
+    # The API's settings (those its resources were opened with, unless a test or
+    # `pocketquant dev` serves the same resources with other API settings).
+    settings: Settings
     guard: Guard | None = None
     fanout: FanoutRegistry | None = None
     principal: Principal = ANONYMOUS
@@ -62,7 +66,7 @@ class Context:
     @contextlib.contextmanager
     def subscription_slot(self) -> Iterator[None]:
         """Hold one of this connection's subscriptions, or refuse with a clear error."""
-        limit = self.resources.settings.max_subscriptions_per_connection
+        limit = self.settings.max_subscriptions_per_connection
         if self.active_subscriptions >= limit:
             raise BadUserInputError(f"at most {limit} subscriptions per connection")
         self.active_subscriptions += 1

@@ -174,7 +174,7 @@ class FanoutGroup:
     def __init__(self, registry: FanoutRegistry, key: GroupKey, variables: dict[str, Any] | None, context: Context):
         self.registry = registry
         self.key = key
-        self.capacity = context.resources.settings.subscriber_queue_size
+        self.capacity = context.settings.subscriber_queue_size
         self.members: set[Member] = set()
         self.snapshot: dict[Hashable, dict[str, Any]] = {}
         self.current: dict[str, Any] | None = None  # set by the resolver before each yield
@@ -342,7 +342,7 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
         kind = message["type"]
         if kind in ("subscribe", "complete"):
             op_id = message.get("id")
-            limit = self.context.resources.settings.max_operation_id_length
+            limit = self.context.settings.max_operation_id_length
             if not isinstance(op_id, str) or not op_id:
                 await self.handle_invalid_message(f"`id` of a {kind} message must be a non-empty string")
                 return

@@ -95,18 +95,25 @@ class Guard:
         await self.take(context, bucket, 1)
 
     async def take(self, context: Context, bucket: Bucket, cost: int) -> None:
+        """Take ``cost`` tokens of ``bucket`` for this client, or refuse (HTTP 429)."""
         decision = await self.limiter.take(bucket, context.client, cost)
         if decision.allowed:
             return
-        if math.isinf(decision.retry_after):
-            raise RateLimitedError(
+        error = self._refusal(bucket, cost, decision.retry_after)
+        context.refuse(error)
+        raise error
+
+    @staticmethod
+    def _refusal(bucket: Bucket, cost: int, retry_after: float) -> RateLimitedError:
+        if math.isinf(retry_after):
+            return RateLimitedError(
                 f"this request needs {cost} {bucket.name.replace('_', ' ')} at once; at most {bucket.burst} "
                 "are allowed at a time",
                 retry_after=bucket.burst / bucket.rate,
             )
-        raise RateLimitedError(
-            f"too many {bucket.name.replace('_', ' ')} from this client; retry in {decision.retry_after:.1f} s",
-            retry_after=decision.retry_after,
+        return RateLimitedError(
+            f"too many {bucket.name.replace('_', ' ')} from this client; retry in {retry_after:.1f} s",
+            retry_after=retry_after,
         )
 
     def check_document(

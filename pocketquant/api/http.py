@@ -70,6 +70,7 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
         context = Context(
             resources=state.resources,
             hub=state.hub,
+            settings=state.guard.settings,
             guard=state.guard,
             fanout=state.fanout,
             response=response if isinstance(response, Response) else None,

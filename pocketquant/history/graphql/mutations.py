@@ -98,7 +98,7 @@ class HistoryMutation:
     async def sync_symbol(self, info: Info, input: SyncSymbolInput) -> SyncSymbolResult:
         try:
             key = inputs.symbol_key(input.exchange, input.symbol)
-            n_bars = inputs.history_bars(input.bars, info.context.resources.settings.sync_default_bars)
+            n_bars = inputs.history_bars(input.bars, info.context.settings.sync_default_bars)
         except BadUserInputError as exc:
             return _invalid(exc)
         await _take_sync_jobs(info, 1)
@@ -108,7 +108,7 @@ class HistoryMutation:
         description="Sync several symbols at several intervals. All inputs are checked before anything is queued."
     )
     async def sync_symbols(self, info: Info, input: SyncSymbolsInput) -> SyncSymbolsResult:
-        settings = info.context.resources.settings
+        settings = info.context.settings
         try:
             if not input.symbols:
                 raise BadUserInputError("give at least one symbol", field="symbols")
@@ -139,7 +139,7 @@ class HistoryMutation:
 
     @strawberry.mutation(description="Keep a symbol synced on schedule, and sync it now.")
     async def track_symbol(self, info: Info, input: TrackSymbolInput) -> TrackSymbolResult:
-        settings = info.context.resources.settings
+        settings = info.context.settings
         try:
             key = inputs.symbol_key(input.exchange, input.symbol)
             if input.intervals is not None and not input.intervals:

@@ -88,7 +88,7 @@ class HistoryQuery:
         after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
         order: BarOrder = BarOrder.OLDEST_FIRST,
     ) -> BarPage:
-        settings = info.context.resources.settings
+        settings = info.context.settings
         key = inputs.symbol_key(exchange, symbol)
         limit = inputs.bounded(
             settings.page_size_default if first is None else first, 1, settings.page_size_max, "first"
@@ -174,7 +174,7 @@ class HistoryQuery:
         series = parse_sync_job_id(str(id))
         if series is None:
             raise BadUserInputError("malformed job id: expected sync:EXCHANGE:SYMBOL:INTERVAL", field="id")
-        job = Job(str(id), info.context.resources.redis, _queue_name=info.context.resources.settings.queue_name)
+        job = Job(str(id), info.context.resources.redis, _queue_name=info.context.settings.queue_name)
         status = await job.status()
         if status is JobStatus.not_found:
             return None

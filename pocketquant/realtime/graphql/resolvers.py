@@ -96,7 +96,7 @@ class RealtimeMutation:
         description="Stream these tickers live (EXCHANGE:SYMBOL). The stream picks changes up within seconds."
     )
     async def watch_symbols(self, info: Info, tickers: list[str]) -> WatchResult:
-        settings = info.context.resources.settings
+        settings = info.context.settings
         try:
             keys = _tickers(tickers, settings.max_symbols_per_subscription)
             new = [k for k in keys if k not in await watchlist.watched()]
@@ -119,7 +119,7 @@ class RealtimeMutation:
     @strawberry.mutation(description="Stop streaming these tickers. Stored bars stay.")
     async def unwatch_symbols(self, info: Info, tickers: list[str]) -> WatchResult:
         try:
-            keys = _tickers(tickers, info.context.resources.settings.max_symbols_per_subscription)
+            keys = _tickers(tickers, info.context.settings.max_symbols_per_subscription)
         except BadUserInputError as exc:
             return InvalidInput(message=str(exc), field=exc.field)
         removed = await watchlist.unwatch(keys)
@@ -133,7 +133,7 @@ class RealtimeSubscription:
     @strawberry.subscription(description="Quotes of watched tickers: the latest first, then every change.")
     async def live_quotes(self, info: Info, tickers: list[str]) -> AsyncGenerator[LiveQuote]:
         context = info.context
-        settings = context.resources.settings
+        settings = context.settings
         keys = _tickers(tickers, settings.max_symbols_per_subscription)
         await _require_watched(keys)
         with context.subscription_slot():
@@ -150,7 +150,7 @@ class RealtimeSubscription:
         self, info: Info, exchange: str, symbol: str, interval: IntervalEnum
     ) -> AsyncGenerator[LiveBar]:
         context = info.context
-        settings = context.resources.settings
+        settings = context.settings
         try:
             key = SymbolKey.parse(exchange, symbol)
         except InvalidSymbolError as exc:
