@@ -19,7 +19,7 @@ import httpx
 from pocketquant.api.serving import serve
 from pocketquant.domain import Interval, SeriesKey
 from pocketquant.history.documents import BarChunk
-from pocketquant.infra.embedded import embedded_mongodb, embedded_redis
+from pocketquant.infra.embedded import embedded_redis, mongodb_process
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
 from pocketquant.simulator import TradingViewSimulator
@@ -33,18 +33,21 @@ class Row:
 
 
 @contextlib.asynccontextmanager
-async def embedded_stack() -> AsyncIterator[tuple[Resources, str]]:
+async def embedded_stack(ticks: bool = False) -> AsyncIterator[tuple[Resources, str]]:
     """Everything a benchmark needs, embedded and thrown away afterwards: mongoeco on a
-    SQLite file in a temporary directory, a local Redis, the simulator, and the API
-    served on loopback. Yields the open resources and the API's base URL."""
+    SQLite file in a temporary directory, a local Redis, the simulator (ticking its
+    quoted symbols with ``ticks``), and the API served on loopback. Yields the open
+    resources and the API's base URL."""
     from pocketquant.api.app import create_app
 
     with tempfile.TemporaryDirectory(prefix="pocketquant-bench-") as tmp:
         async with (
-            embedded_mongodb(Path(tmp) / "bench.sqlite3") as mongo_url,
+            mongodb_process(Path(tmp) / "bench.sqlite3") as mongo_url,
             embedded_redis() as redis_url,
             TradingViewSimulator() as sim,
         ):
+            if ticks:
+                sim.start_auto_ticks()
             settings = Settings(
                 _env_file=None,
                 mongodb_url=mongo_url,

@@ -419,6 +419,7 @@ class BenchSection(enum.StrEnum):
     history = "history"
     aggregator = "aggregator"
     fanout = "fanout"
+    load = "load"
     all = "all"
 
 
@@ -429,7 +430,8 @@ def bench(
     requests: Annotated[int, typer.Option(min=5, help="HTTP requests per GraphQL measurement.")] = 60,
     subscribers: Annotated[int, typer.Option(min=1, help="Fan-out: subscribers of one symbol.")] = 1_000,
     rate: Annotated[float, typer.Option(min=0.1, help="Fan-out: updates per second.")] = 10.0,
-    seconds: Annotated[float, typer.Option(min=1, help="Fan-out: measured duration.")] = 10.0,
+    seconds: Annotated[float, typer.Option(min=1, help="Fan-out and load: measured duration.")] = 10.0,
+    clients: Annotated[int, typer.Option(min=1, help="Load: concurrent clients reading bars.")] = 200,
 ) -> None:
     """Measure on this machine, on embedded services, each figure beside a baseline of the same run."""
     logging.basicConfig(level=logging.ERROR)
@@ -461,6 +463,21 @@ def bench(
                     f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; delivered {r.received:,}/{r.expected:,}; "
                     f"peak RSS {r.peak_rss_mb:.0f} MB (+{r.peak_rss_mb - r.start_rss_mb:.0f} MB over the run)",
                     "p99 < 25 ms" if r.name.startswith("GraphQL") else "",
+                )
+            )
+    if section in (BenchSection.load, BenchSection.all):
+        from pocketquant import bench_load
+
+        console.print(f"load: {clients} clients reading 1,000-bar pages of 50 series for {seconds}s ...")
+        for objects in (False, True):
+            load = asyncio.run(bench_load.run_bar_load(clients=clients, duration=seconds, objects=objects))
+            rows.append(
+                history_bench.Row(
+                    load.name,
+                    f"{load.pages_per_second:,.0f} pages/s, p50 {load.page_p50_ms:.0f} ms, p99 {load.page_p99_ms:.0f} "
+                    f"ms; /health meanwhile p50 {load.health_p50_ms:.1f} ms, p99 {load.health_p99_ms:.1f} ms; longest "
+                    f"loop stall {load.max_stall_ms:.0f} ms; errors {load.errors}; stream lock lost {load.lock_lost}x",
+                    "/health p99 < 100 ms, stall < 50 ms, page p99 < 250 ms, lock kept" if not objects else "",
                 )
             )
     print(history_bench.render(rows))

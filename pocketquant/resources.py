@@ -22,6 +22,7 @@ from pocketquant.history.cache import BarCache
 from pocketquant.history.dispatch import SyncDispatcher
 from pocketquant.history.documents import DOCUMENT_MODELS
 from pocketquant.history.known import SymbolChecker
+from pocketquant.history.reader import BarReader
 from pocketquant.history.service import SyncService
 from pocketquant.history.store import BarStore
 from pocketquant.realtime.documents import REALTIME_DOCUMENTS
@@ -43,6 +44,7 @@ class Resources:
     provider: TradingViewHistory
     sync: SyncService
     dispatcher: SyncDispatcher
+    reader: BarReader
     keys: ApiKeys
     symbols: SymbolChecker
 
@@ -94,6 +96,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     provider=provider,
                     sync=SyncService(provider, store, cache),
                     dispatcher=SyncDispatcher(redis, settings.queue_name),
+                    reader=BarReader(store, cache),
                     keys=ApiKeys(settings.api_key_cache_seconds),
                     symbols=SymbolChecker(resolve, redis, settings.symbol_check_cache_seconds),
                 )

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     rate_limit_mutations_burst: int = Field(default=20, ge=1)
     rate_limit_sync_jobs_per_minute: float = Field(default=60.0, ge=0)
     rate_limit_sync_jobs_burst: int = Field(default=300, ge=1)
-    max_concurrent_bar_reads: int = Field(default=8, ge=1)
+    max_concurrent_large_reads: int = Field(default=8, ge=1)
     symbol_check_cache_seconds: int = Field(default=86_400, ge=1)
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
 

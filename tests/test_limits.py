@@ -225,3 +225,43 @@ async def test_scheduled_resyncs_skip_symbols_found_unknown(gql: GraphQLClient, 
         upsert=True,
     )
     assert await resync_daily({"resources": resources}) == 0
+
+
+async def test_a_large_object_page_lets_other_requests_through(
+    gql: GraphQLClient, resources: Resources, api_url: str
+) -> None:
+    from pocketquant.domain import BarColumns, Interval, SeriesKey
+    from pocketquant.simulator.market import SimulatedMarket
+
+    market = SimulatedMarket()
+    instrument = market.get(SymbolKey("NASDAQ", "AAPL"))
+    assert instrument is not None
+    history = market.history(instrument, Interval.MINUTE_1, 5_000, int(time.time()))
+    await resources.store.write(SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1), BarColumns.from_bars(history))
+    finished: list[str] = []
+
+    async def big() -> None:
+        body = await gql.raw(f"{{ {BARS_OBJECTS} }}")
+        assert len(body["data"]["bars"]["bars"]) == 5_000
+        finished.append("page")
+
+    async def small() -> None:
+        await asyncio.sleep(0.02)  # once the page is being built
+        async with httpx.AsyncClient(base_url=api_url) as http:
+            assert (await http.post("/graphql", json={"query": "{ watchedSymbols }"})).status_code == 200
+        finished.append("small")
+
+    await asyncio.gather(big(), small())
+    # The 5,000 bars are completed a hundred at a time, with the loop free in between:
+    # the small request, sent after the page started, is answered before it.
+    assert finished == ["small", "page"]
+
+
+async def test_large_reads_wait_for_a_turn_instead_of_failing(
+    settings: Settings, resources: Resources, admin_key: str
+) -> None:
+    one_at_a_time = settings.model_copy(update={"max_concurrent_large_reads": 1})
+    query = '{ bars(exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1, first: 1000) { count columns { t c } } }'
+    async with serve(create_app(one_at_a_time, resources)) as url, httpx.AsyncClient(base_url=url) as http:
+        responses = await asyncio.gather(*(http.post("/graphql", json={"query": query}) for _ in range(20)))
+    assert [r.json() for r in responses] == [{"data": {"bars": {"count": 0, "columns": {"t": [], "c": []}}}}] * 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypedDict
@@ -21,6 +22,7 @@ from pocketquant.api.cost import CostModel
 from pocketquant.api.fanout import FanoutRegistry
 from pocketquant.api.guard import Guard
 from pocketquant.api.http import BodyLimitMiddleware, PocketQuantGraphQL, authenticate
+from pocketquant.api.loopwatch import LoopWatch
 from pocketquant.api.ratelimit import RateLimiter
 from pocketquant.api.schema import build_schema
 from pocketquant.auth.keys import InvalidApiKeyError, Scope
@@ -39,6 +41,7 @@ class State(TypedDict):
     hub: LiveHub
     fanout: FanoutRegistry
     guard: Guard
+    loop_watch: LoopWatch
 
 
 async def component_checks(resources: Resources, *, details: bool) -> dict[str, dict[str, Any]]:
@@ -100,7 +103,9 @@ async def health(request: Request) -> JSONResponse:
         # Grouped updates so far: written as prepared frames, or handed to the ASGI send.
         "updates_written": dict(request.state.fanout.writes),
     }
-    return JSONResponse({"status": "ok", "components": checks, "live": live})
+    watch: LoopWatch = request.state.loop_watch
+    loop = {"max_stall_ms_last_minute": round(watch.recent_max() * 1e3, 1)}
+    return JSONResponse({"status": "ok", "components": checks, "live": live, "event_loop": loop})
 
 
 async def ready(request: Request) -> JSONResponse:
@@ -135,7 +140,15 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
                 CostModel(schema._schema, settings),
                 open_access=open_access,
             )
-            yield {"resources": opened, "hub": hub, "fanout": fanout, "guard": guard}
+            loop_watch = LoopWatch()
+            loop_watch.start()
+            stack.push_async_callback(loop_watch.close)
+            # What exists now (modules, the schema, clients) lives as long as the
+            # process: keep it out of the collector's full passes, which otherwise
+            # walked all of it and stopped the loop for 60-110 ms under load.
+            gc.collect()
+            gc.freeze()
+            yield {"resources": opened, "hub": hub, "fanout": fanout, "guard": guard, "loop_watch": loop_watch}
 
     graphql_app = PocketQuantGraphQL(
         schema,

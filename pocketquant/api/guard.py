@@ -10,8 +10,10 @@ what depends on the document (strings and cost).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
     from pocketquant.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Queries that may return this many values or more (a 200-bar page) are large reads.
+LARGE_READ = 1_000
 
 
 class _LongestString(Visitor):
@@ -70,6 +75,11 @@ class Guard:
         self.cost_model = cost
         # `pocketquant dev --open`: mutations need no key either.
         self.open_access = open_access
+        # Large reads run a few at a time; the others wait for a turn, which costs the
+        # event loop nothing. Without this, 200 concurrent page reads interleaved on the
+        # loop and every other request (and the stream in `dev`) waited behind them.
+        self.large_reads = asyncio.Semaphore(settings.max_concurrent_large_reads)
+        self._literal_lengths: OrderedDict[str, int] = OrderedDict()
 
     def required_scope(self, operation: OperationType) -> Scope | None:
         if operation is OperationType.MUTATION:
@@ -116,14 +126,24 @@ class Guard:
             retry_after=retry_after,
         )
 
+    def _longest_literal(self, query: str, document: DocumentNode) -> int:
+        """The longest string literal of a document, remembered per document text (clients
+        send the same few documents again and again)."""
+        longest = self._literal_lengths.get(query)
+        if longest is None:
+            literals = _LongestString()
+            visit(document, literals)
+            longest = self._literal_lengths[query] = literals.longest
+            if len(self._literal_lengths) > 1_024:
+                self._literal_lengths.popitem(last=False)
+        return longest
+
     def check_document(
-        self, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None
-    ) -> None:
-        """Bounded strings and the cost limit."""
+        self, query: str, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None
+    ) -> int:
+        """Bounded strings and the cost limit; returns the operation's cost."""
         limit = self.settings.max_input_string_length
-        literals = _LongestString()
-        visit(document, literals)
-        longest = max(literals.longest, _longest_string(variables or {}))
+        longest = max(self._longest_literal(query, document), _longest_string(variables or {}))
         if longest > limit:
             raise BadUserInputError(
                 f"a string in the input is {longest:,} characters long; at most {limit:,} are allowed"
@@ -136,6 +156,7 @@ class Guard:
                 cost=cost,
                 limit=self.settings.max_query_cost,
             )
+        return cost
 
 
 class GuardExtension(SchemaExtension):
@@ -157,8 +178,12 @@ class GuardExtension(SchemaExtension):
                     )
                 if context.fanout_group is None:  # a group's members were admitted one by one
                     await guard.admit(context, operation)
-                guard.check_document(ec.graphql_document, ec.operation_name, ec.variables)
+                cost = guard.check_document(ec.query or "", ec.graphql_document, ec.operation_name, ec.variables)
             except UserFacingError as exc:
                 context.refuse(exc)
                 raise
+            if cost >= LARGE_READ and operation is OperationType.QUERY:
+                async with guard.large_reads:
+                    yield
+                return
         yield

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from strawberry.types.graphql import OperationType
 
 from pocketquant.api.context import Context
 from pocketquant.api.fanout import FanoutTransportWSHandler
+from pocketquant.api.scalars import RawJSON
 from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Principal, bearer_token
 from pocketquant.resources import Resources
 
@@ -36,6 +38,31 @@ log = logging.getLogger(__name__)
 
 class _UnreadableJSON(json.JSONDecodeError):
     """JSON that cannot be read at all: not UTF-8, or nested too deeply."""
+
+
+def encode_json(data: object) -> str:
+    """JSON with :class:`RawJSON` values spliced in as they are. Each is first encoded as
+    a placeholder string with a per-call nonce and a NUL (which JSON escapes, so no text
+    from elsewhere in the response can look like one), then replaced."""
+    raws: list[str] = []
+    nonce = secrets.token_hex(6)
+
+    def placeholder(value: object) -> str:
+        if isinstance(value, RawJSON):
+            raws.append(value.text)
+            return f"\x00{nonce}:{len(raws) - 1}"
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(data, separators=(",", ":"), default=placeholder)
+    if not raws:
+        return text
+    parts = text.split(f'"\\u0000{nonce}:')
+    out = [parts[0]]
+    for part in parts[1:]:
+        index, _, rest = part.partition('"')
+        out.append(raws[int(index)])
+        out.append(rest)
+    return "".join(out)
 
 
 def decode_json(data: str | bytes) -> object:
@@ -108,6 +135,9 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
+
+    def encode_json(self, data: object) -> str:
+        return encode_json(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         try:

@@ -1,9 +1,14 @@
-"""Redis cache of bar pages, invalidated by generation.
+"""Redis cache of bar pages, kept encoded, invalidated by generation.
 
 Each series has a generation counter; cache keys include it. A write that changes a
 series bumps the counter (after the MongoDB write), so every cached page of that
 series is orphaned at once and expires by TTL. A reader racing a writer can at worst
 store a page under the old generation, which nobody reads again.
+
+Pages are cached as the JSON text of their columns (:class:`EncodedPage`), the way
+the response carries them: a cached page is spliced into the response as it is,
+without decoding and encoding 6,000 numbers again (measured: that round trip was
+the largest cost of a cached page).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pocketquant.domain import BarColumns, SeriesKey
 from pocketquant.history.store import BarPage
 
 _PREFIX = "pocketquant:bars"
+COLUMNS = ("t", "o", "h", "l", "c", "v")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,38 @@ class PageQuery:
     def digest(self) -> str:
         raw = f"{self.start}|{self.end}|{self.limit}|{int(self.newest_first)}"
         return hashlib.blake2s(raw.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPage:
+    """A page of bars with each column as JSON array text."""
+
+    count: int
+    has_more: bool
+    last_time: int | None  # the last bar's time, for the next page's cursor
+    columns: dict[str, str]
+
+    @classmethod
+    def encode(cls, page: BarPage) -> EncodedPage:
+        b = page.bars
+        texts = {name: json.dumps(getattr(b, name), separators=(",", ":")) for name in COLUMNS}
+        return cls(len(b), page.has_more, b.t[-1] if len(b) else None, texts)
+
+    def decode(self) -> BarColumns:
+        return BarColumns(*(json.loads(self.columns[name]) for name in COLUMNS))
+
+    def dumps(self) -> bytes:
+        """A header line, then one line per column (JSON arrays hold no newline)."""
+        header = json.dumps({"n": self.count, "more": self.has_more, "last": self.last_time})
+        return "\n".join([header, *(self.columns[name] for name in COLUMNS)]).encode()
+
+    @classmethod
+    def loads(cls, raw: bytes) -> EncodedPage:
+        header, *texts = raw.decode().split("\n")
+        meta = json.loads(header)
+        if len(texts) != len(COLUMNS):
+            raise ValueError("cached page has the wrong number of columns")
+        return cls(int(meta["n"]), bool(meta["more"]), meta["last"], dict(zip(COLUMNS, texts, strict=True)))
 
 
 class BarCache:
@@ -46,21 +84,20 @@ class BarCache:
         gen = int(generation) if generation is not None else 0
         return f"{_PREFIX}:page:{series}:{gen}:{query.digest()}"
 
-    async def get(self, series: SeriesKey, query: PageQuery) -> tuple[str, BarPage | None]:
+    async def get(self, series: SeriesKey, query: PageQuery) -> tuple[str, EncodedPage | None]:
         """Return the cache key for this query under the current generation, and the
-        cached page if there is one."""
+        cached page if there is one (an unreadable entry counts as none)."""
         key = await self._page_key(series, query)
         raw = await self._redis.get(key)
         if raw is None:
             return key, None
-        data = json.loads(raw)
-        cols = BarColumns(data["t"], data["o"], data["h"], data["l"], data["c"], data["v"])
-        return key, BarPage(cols, bool(data["more"]))
+        try:
+            return key, EncodedPage.loads(raw)
+        except (ValueError, KeyError, UnicodeDecodeError):
+            return key, None  # written by an older version: read again and overwrite
 
-    async def put(self, key: str, page: BarPage) -> None:
-        b = page.bars
-        payload = json.dumps({"t": b.t, "o": b.o, "h": b.h, "l": b.l, "c": b.c, "v": b.v, "more": page.has_more})
-        await self._redis.set(key, payload, ex=self._ttl)
+    async def put(self, key: str, page: EncodedPage) -> None:
+        await self._redis.set(key, page.dumps(), ex=self._ttl)
 
     async def invalidate(self, series: SeriesKey) -> None:
         await self._redis.incr(self._generation_key(series))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
 from arq.jobs import Job, JobResult, JobStatus
-from redis.exceptions import RedisError
 
 from pocketquant.api.context import Info
 from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
@@ -29,33 +27,10 @@ from pocketquant.history.graphql.types import (
     SyncJobState,
     SyncStatusType,
 )
-from pocketquant.history.store import BarPage as StoredPage
 from pocketquant.tradingview.history import ProviderError
-
-log = logging.getLogger(__name__)
 
 MAX_SYMBOL_PAGE = 500
 MAX_SEARCH_RESULTS = 50
-
-
-async def _read_bars(info: Info, series: SeriesKey, query: PageQuery) -> StoredPage:
-    resources = info.context.resources
-    cache_key: str | None = None
-    try:
-        cache_key, cached = await resources.cache.get(series, query)
-        if cached is not None:
-            return cached
-    except RedisError as exc:
-        log.warning("bar cache unavailable, reading MongoDB directly: %s", exc)
-    page = await resources.store.read_page(
-        series, start=query.start, end=query.end, limit=query.limit, newest_first=query.newest_first
-    )
-    if cache_key is not None:
-        try:
-            await resources.cache.put(cache_key, page)
-        except RedisError as exc:
-            log.warning("bar cache unavailable, page not cached: %s", exc)
-    return page
 
 
 def _symbol_filter_after(after: str | None) -> dict[str, Any]:
@@ -102,16 +77,17 @@ class HistoryQuery:
             else:
                 lo = last_seen + 1 if lo is None else max(lo, last_seen + 1)
         series = SeriesKey.of(key, interval.to_domain())
-        page = await _read_bars(info, series, PageQuery(lo, hi, limit, newest_first))
-        end_cursor = inputs.encode_cursor(page.bars.t[-1], newest_first) if page.has_more else None
+        page = await info.context.resources.reader.page(series, PageQuery(lo, hi, limit, newest_first))
+        last = page.last_time
+        end_cursor = inputs.encode_cursor(last, newest_first) if page.has_more and last is not None else None
         return BarPage(
             exchange=key.exchange,
             symbol=key.symbol,
             interval=interval,
-            count=len(page.bars),
+            count=page.count,
             has_next_page=page.has_more,
             end_cursor=end_cursor,
-            data=page.bars,
+            page=page,
         )
 
     @strawberry.field(description="Symbols that are re-synced on schedule, by exchange and symbol.")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import strawberry
 from arq.jobs import JobStatus
 
-from pocketquant.api.scalars import EpochSeconds, EpochSecondsArray, FloatArray
+from pocketquant.api.scalars import EpochSeconds, EpochSecondsArray, FloatArray, RawJSON
 from pocketquant.domain import BarColumns, Interval
+from pocketquant.history.cache import EncodedPage
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 
 
@@ -73,34 +76,38 @@ class BarPage:
     count: int = strawberry.field(description="Bars in this page.")
     has_next_page: bool
     end_cursor: str | None = strawberry.field(description="Pass as `after` to get the next page; null on the last.")
-    data: strawberry.Private[BarColumns]
+    page: strawberry.Private[EncodedPage]
 
-    @strawberry.field(description="The bars as objects.")
+    @strawberry.field(description="The bars as objects (about 5x the cost of `columns`).")
     def bars(self) -> list[Bar]:
-        d = self.data
-        return [
-            Bar(
-                time=datetime.fromtimestamp(t, UTC),
-                timestamp=EpochSeconds(t),
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-                volume=v,
-            )
-            for t, o, h, lo, c, v in zip(d.t, d.o, d.h, d.l, d.c, d.v, strict=True)
-        ]
+        # An async iterable: GraphQL completes its items one by one, and every
+        # _YIELD_EVERY bars the loop gets a turn. Completed in one go, 5,000 bars held
+        # every other request of the process for ~150 ms.
+        return _bars(self.page.decode())  # type: ignore[return-value]
 
     @strawberry.field(description="The bars as columns: cheaper to produce and to transfer.")
     def columns(self) -> BarColumnsType:
-        d = self.data
+        # The columns' JSON text, spliced into the response as it is (see RawJSON).
+        c = self.page.columns
         return BarColumnsType(
-            t=EpochSecondsArray(d.t),
-            o=FloatArray(d.o),
-            h=FloatArray(d.h),
-            l=FloatArray(d.l),
-            c=FloatArray(d.c),
-            v=FloatArray(d.v),
+            t=EpochSecondsArray(RawJSON(c["t"])),
+            o=FloatArray(RawJSON(c["o"])),
+            h=FloatArray(RawJSON(c["h"])),
+            l=FloatArray(RawJSON(c["l"])),
+            c=FloatArray(RawJSON(c["c"])),
+            v=FloatArray(RawJSON(c["v"])),
+        )
+
+
+_YIELD_EVERY = 100
+
+
+async def _bars(d: BarColumns) -> AsyncIterator[Bar]:
+    for i, (t, o, h, lo, c, v) in enumerate(zip(d.t, d.o, d.h, d.l, d.c, d.v, strict=True)):
+        if i and i % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        yield Bar(
+            time=datetime.fromtimestamp(t, UTC), timestamp=EpochSeconds(t), open=o, high=h, low=lo, close=c, volume=v
         )
 
 
