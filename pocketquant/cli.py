@@ -46,14 +46,16 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")
 @contextlib.asynccontextmanager
 async def _embedded(settings: Settings, simulate: bool) -> AsyncIterator[Settings]:
     """Fill in what the environment left unset with embedded services."""
-    from pocketquant.infra.embedded import embedded_mongodb, embedded_redis
+    from pocketquant.infra.embedded import embedded_redis, mongodb_process
     from pocketquant.simulator import TradingViewSimulator
 
     updates: dict[str, object] = {}
     async with contextlib.AsyncExitStack() as stack:
         if not settings.mongodb_url:
+            # In a process of its own, as MongoDB runs in production: its work then never
+            # holds up the API's or the stream's event loop.
             path = settings.data_dir.resolve() / "pocketquant.sqlite3"
-            updates["mongodb_url"] = await stack.enter_async_context(embedded_mongodb(path))
+            updates["mongodb_url"] = await stack.enter_async_context(mongodb_process(path))
         if not settings.redis_url:
             updates["redis_url"] = await stack.enter_async_context(embedded_redis())
         if simulate:
