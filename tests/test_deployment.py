@@ -31,4 +31,5 @@ def test_compose_file_is_valid_and_names_every_process() -> None:
         env = services[name]["environment"]
         assert env["MONGODB_URL"].startswith("mongodb://mongo:")
         assert env["REDIS_URL"].startswith("redis://redis:")
+        assert env["AUTH_REQUIRED"] == "true"  # production reads need a key
         assert set(services[name]["depends_on"]) == {"mongo", "redis"}
