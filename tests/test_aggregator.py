@@ -192,3 +192,25 @@ def test_symbols_are_independent_and_forgettable() -> None:
     agg.forget(KEY)
     assert list(agg.current(KEY)) == []
     assert [b.open for b in agg.current(other)] == [2.0]
+
+
+def test_bars_are_complete_only_when_received_from_their_start() -> None:
+    key = SymbolKey("NASDAQ", "AAPL")
+    closed: list[LiveBar] = []
+    agg = BarAggregator([Interval.MINUTE_1], closed.append)
+    minute = 1_795_185_420  # 14:37:00
+    # Connected at 14:37:20; the snapshot's lp_time is from 14:35: state, not a trade.
+    agg.receiving(key, minute + 20, total_volume=1_000.0)
+    agg.on_tick(key, minute + 30, 10.0, 1_010.0)
+    agg.on_tick(key, minute + 70, 11.0, 1_030.0)  # 14:38 began while receiving
+    agg.on_tick(key, minute + 100, 12.0, 1_031.0)
+    agg.interrupted()  # the connection drops at 14:38:45 ...
+    agg.receiving(key, minute + 110, total_volume=1_050.0)  # ... and is back at 14:38:50
+    agg.on_tick(key, minute + 115, 13.0, 1_052.0)
+    agg.on_tick(key, minute + 125, 14.0, 1_060.0)  # 14:39, received from its start
+    agg.on_time(minute + 181)
+    assert [(b.start - minute, b.partial, b.volume, b.ticks) for b in closed] == [
+        (0, True, 10.0, 1),  # began before the connection
+        (60, True, 23.0, 3),  # interrupted: the trades while disconnected are missing
+        (120, False, 8.0, 1),
+    ]

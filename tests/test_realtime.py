@@ -133,9 +133,8 @@ async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stor
         quotes = Collector(s, LIVE_QUOTES, {"t": ["NASDAQ:AAPL", "BINANCE:BTCUSDT"]})
         minute = Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"})
         hour = Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "HOUR_1"})
-        # Snapshots first: the simulator's opening quote made a partial 14:37 bar.
-        first = await minute.next()
-        assert (first["timestamp"], first["partial"], first["closed"]) == (T0 - 60, True, False)
+        # The latest quotes first. The opening quote of the connection is state, not a
+        # trade: it makes no bar.
         assert {(await quotes.next())["ticker"] for _ in range(2)} == {"NASDAQ:AAPL", "BINANCE:BTCUSDT"}
 
         ticks = [
@@ -149,8 +148,6 @@ async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stor
         quote = await quotes.next(lambda q: q["ticker"] == "NASDAQ:AAPL" and q["bid"] == 100.4)
         assert (quote["price"], quote["ask"], quote["volume"]) == (100.5, 100.6, 1_035.0)
 
-        closed_partial = await minute.next(lambda b: b["closed"])
-        assert (closed_partial["timestamp"], closed_partial["partial"]) == (T0 - 60, True)
         live = await minute.next(lambda b: b["timestamp"] == T0 and b["close"] == 100.5)
         assert (live["open"], live["high"], live["low"], live["volume"], live["closed"]) == (
             100.0,
@@ -224,7 +221,7 @@ async def _stored_minutes(gql: GraphQLClient) -> list[dict[str, Any]]:
     return bars
 
 
-async def test_reconnect_resubscribes_with_no_missing_or_duplicated_bars(
+async def test_reconnect_resubscribes_and_a_bar_across_the_drop_is_partial(
     gql: GraphQLClient,
     resources: Resources,
     stream: asyncio.Task[None],
@@ -244,15 +241,19 @@ async def test_reconnect_resubscribes_with_no_missing_or_duplicated_bars(
 
     async def stored() -> list[Any]:
         page = await resources.store.read_page(series, start=None, end=None, limit=100)
-        return list(page.bars) if len(page.bars) >= 3 else []
+        return list(page.bars) if len(page.bars) >= 2 else []
 
     bars = await until(stored)
-    assert [(b.time, b.open, b.high, b.low, b.close, b.volume) for b in bars] == [
-        (T0, 10.0, 11.0, 9.0, 9.0, 120.0),  # ticks from both sides of the drop, once each
+    await asyncio.sleep(0.3)  # nothing else arrives
+    # The 14:38 bar lost whatever traded while the connection was down: partial, not
+    # stored (a history sync fills it where history is kept). The bars that began after
+    # the reconnect are complete, each trade counted once, the volume from the
+    # reconnect's snapshot on.
+    assert [(b.time, b.open, b.high, b.low, b.close, b.volume) for b in await stored()] == [
         (T0 + 60, 12.0, 12.5, 12.0, 12.5, 40.0),
         (T0 + 120, 13.0, 13.0, 13.0, 13.0, 10.0),
     ]
-    assert (await resources.store.stats(series)).bar_count == 3
+    assert len(bars) == 2
 
 
 async def _reconnected(gql: GraphQLClient) -> bool:
@@ -534,11 +535,11 @@ async def test_a_partial_bar_is_filled_in_from_history(
     sim_clock.now = stream_clock.now = T0 - 7 * 60 - 1
     await resources.sync.sync(series, 5)
     sim_clock.now = stream_clock.now = T0 - 90
-    simulator.quotes.clear()  # the stream's first quote: a trade at 14:36:30
-    await watching(gql, AAPL)
-    # The 14:36 bar closes: partial, so not stored; history fills it and the gap before.
+    simulator.quotes.clear()
+    await watching(gql, AAPL)  # connected at 14:36:30: the 14:36 bar began before
+    # It closes: partial, so not stored; history fills it and the gap before.
     sim_clock.now = T0 - 59
-    await trade(simulator, stream_clock, [(T0 - 59, 100.0, 1_000.0)])
+    await trade(simulator, stream_clock, [(T0 - 80, 99.0, 990.0), (T0 - 59, 100.0, 1_000.0)])
 
     async def filled() -> list[int]:
         page = await resources.store.read_page(series, start=T0 - 8 * 60, end=T0 - 2 * 60, limit=100)
@@ -709,3 +710,39 @@ async def test_without_prepared_frames_updates_go_through_asgi(
     ):
         counts = await _fan_out_and_count(url, GraphQLClient(http), simulator, **connect)
     assert counts == {"prepared_frame": 0, "asgi": 60, "deflate": deflate}
+
+
+async def test_a_takeover_stores_no_bar_the_new_leader_did_not_see_from_its_start(
+    gql: GraphQLClient, resources: Resources, stream_clock: ManualClock, simulator: TradingViewSimulator
+) -> None:
+    await watch(gql, AAPL)
+    first = asyncio.create_task(run_stream(resources, instance="first", clock=stream_clock))
+    await until(lambda: _instance(gql, "first"))
+    await trade(simulator, stream_clock, [(T0 + 5, 10.0, 100.0), (T0 + 50, 11.0, 110.0), (T0 + 61, 12.0, 120.0)])
+    await asyncio.sleep(0.2)
+    stream_clock.now = T0 + 70
+    first.cancel()  # the leader goes away inside 14:39
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    second = asyncio.create_task(run_stream(resources, instance="second", clock=stream_clock))
+    try:
+        stream_clock.now = T0 + 75
+        await until(lambda: _instance(gql, "second"))
+        # Its first quote carries the 14:39:01 trade: state, not a new trade.
+        await trade(simulator, stream_clock, [(T0 + 80, 13.0, 130.0), (T0 + 100, 14.0, 140.0)])
+        stream_clock.now = T0 + 125
+        await trade(simulator, stream_clock, [(T0 + 125, 15.0, 150.0)])
+        stream_clock.now = T0 + 181
+        series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+
+        async def stored() -> list[Any]:
+            page = await resources.store.read_page(series, start=None, end=None, limit=100)
+            return [(b.time, b.open, b.close, b.volume) for b in page.bars] if len(page.bars) >= 2 else []
+
+        # 14:38 whole (the first leader saw it from its start), 14:40 whole (the second
+        # did); 14:39, which neither saw whole, is not stored.
+        assert await until(stored) == [(T0, 10.0, 11.0, 110.0), (T0 + 120, 15.0, 15.0, 10.0)]
+    finally:
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second

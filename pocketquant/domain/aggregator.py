@@ -10,8 +10,13 @@ Policy, stated once:
 - A bar closes when its interval has ended: at the first tick past its end, or when the
   injected clock (``on_time``) passes its end plus ``close_delay``, whichever comes
   first, so a quiet symbol's bar still closes on time. Closed bars go to the handler.
-- The first bar of a symbol at each interval is ``partial``: the stream started during
-  it, so its open, high, low and volume may miss earlier trades.
+- A bar is complete only if the stream was receiving the symbol's trades from the bar's
+  start to its end. The stream says when it starts receiving a symbol (``receiving``:
+  on connecting, reconnecting, subscribing) and when it stops (``interrupted``: a lost
+  connection). A bar that began before the stream was receiving, or was in progress
+  when reception was interrupted, is ``partial``: its open, high, low and volume may miss
+  trades. Without a ``receiving`` call, a symbol is received from its first tick on, so
+  its first bar at each interval is partial.
 - A tick older than the current (or last closed) bar of an interval is late for that
   interval: closed bars are final, so its price is not applied there; it is counted
   (``late_ticks``, per symbol and interval) and its volume still goes into the current
@@ -62,7 +67,6 @@ class _Slot:
         "carry",
         "close",
         "end",
-        "fresh",
         "high",
         "interval",
         "late",
@@ -80,18 +84,20 @@ class _Slot:
         self.open = self.high = self.low = self.close = 0.0
         self.volume = 0.0
         self.ticks = 0
-        self.fresh = True  # the next bar opened here is the symbol's first: partial
         self.late = 0
         self.carry = 0.0  # volume of late ticks that arrived between bars
 
 
 class _Symbol:
-    __slots__ = ("hi", "key", "lo", "slots", "total")
+    __slots__ = ("hi", "key", "lo", "since", "slots", "total")
 
-    def __init__(self, key: SymbolKey, intervals: Iterable[Interval]) -> None:
+    def __init__(self, key: SymbolKey, intervals: Iterable[Interval], since: float | None) -> None:
         self.key = key
         self.slots = [_Slot(i) for i in intervals]
         self.total: float | None = None  # the session's running volume, last seen
+        # Trades are received from this time on: bars that began earlier are partial.
+        # None until the first tick or a `receiving` call says.
+        self.since = since
         # Every slot has an open bar containing [lo, hi): a tick in there needs no
         # per-interval bound checks (the common case).
         self.lo = float("inf")
@@ -127,7 +133,9 @@ class BarAggregator:
         volume after it (None when the instrument has no volume)."""
         sym = self._symbols.get(key)
         if sym is None:
-            sym = self._symbols[key] = _Symbol(key, self.intervals)
+            sym = self._symbols[key] = _Symbol(key, self.intervals, t)
+        elif sym.since is None:
+            sym.since = t
         delta = 0.0
         if total_volume is not None:
             previous = sym.total
@@ -169,7 +177,7 @@ class BarAggregator:
 
     def _roll(self, sym: _Symbol, slot: _Slot, t: float, price: float, delta: float) -> None:
         if slot.ticks:
-            self._emit_close(sym.key, slot)
+            self._emit_close(sym, slot)
         start = slot.interval.floor(int(t))
         slot.start = start
         slot.end = slot.interval.next_start(start)
@@ -178,11 +186,10 @@ class BarAggregator:
         slot.carry = 0.0
         slot.ticks = 1
 
-    def _emit_close(self, key: SymbolKey, slot: _Slot) -> None:
-        bar = self._snapshot(key, slot, closed=True)
+    def _emit_close(self, sym: _Symbol, slot: _Slot) -> None:
+        bar = self._snapshot(sym, slot, closed=True)
         slot.start = slot.end
         slot.ticks = 0
-        slot.fresh = False
         self._on_close(bar)
 
     def on_time(self, now: float) -> None:
@@ -193,13 +200,13 @@ class BarAggregator:
                 continue  # nothing of this symbol ends before the cutoff
             for slot in sym.slots:
                 if slot.ticks and slot.end <= cutoff:
-                    self._emit_close(sym.key, slot)
+                    self._emit_close(sym, slot)
             sym.rebound()
 
     @staticmethod
-    def _snapshot(key: SymbolKey, slot: _Slot, *, closed: bool) -> LiveBar:
+    def _snapshot(sym: _Symbol, slot: _Slot, *, closed: bool) -> LiveBar:
         return LiveBar(
-            key,
+            sym.key,
             slot.interval,
             int(slot.start),
             slot.open,
@@ -208,7 +215,7 @@ class BarAggregator:
             slot.close,
             slot.volume,
             slot.ticks,
-            slot.fresh,
+            sym.since is None or slot.start < sym.since,
             closed,
         )
 
@@ -218,7 +225,27 @@ class BarAggregator:
         if sym is not None:
             for slot in sym.slots:
                 if slot.ticks:
-                    yield self._snapshot(key, slot, closed=False)
+                    yield self._snapshot(sym, slot, closed=False)
+
+    def receiving(self, key: SymbolKey, since: float, total_volume: float | None = None) -> None:
+        """The stream receives every trade of ``key`` from ``since`` on (it has just
+        connected or subscribed); ``total_volume`` is the session's running volume as of
+        then (the snapshot's, which is state, not a trade): later ticks' volume counts
+        from it. Bars that began before ``since`` stay or become partial."""
+        sym = self._symbols.get(key)
+        if sym is None:
+            sym = self._symbols[key] = _Symbol(key, self.intervals, since)
+        elif sym.since is None or sym.since == float("inf") or since > sym.since:
+            sym.since = since
+        if total_volume is not None:
+            sym.total = total_volume
+
+    def interrupted(self) -> None:
+        """The stream stopped receiving (its connection was lost): every bar in progress
+        may miss trades now, so each is partial; ``receiving`` says when it resumes."""
+        for sym in self._symbols.values():
+            sym.since = float("inf")
+            sym.total = None  # trades (and volume) were missed: the next total is a new baseline
 
     def late_counts(self) -> dict[tuple[SymbolKey, Interval], int]:
         return {(s.key, slot.interval): slot.late for s in self._symbols.values() for slot in s.slots if slot.late}

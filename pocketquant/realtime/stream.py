@@ -61,6 +61,7 @@ class StreamService:
             origin=settings.tradingview_origin,
             auth_token=token.get_secret_value() if token else None,
             wall_clock=clock,
+            on_disconnected=self.aggregator.interrupted,
         )
         self._persist: asyncio.Queue[LiveBar] = asyncio.Queue()
         self._seq = time.time_ns()  # increases across restarts and failovers
@@ -99,14 +100,17 @@ class StreamService:
 
     async def _on_update(self, update: QuoteUpdate) -> None:
         bars: list[LiveBar] = []
-        if update.is_trade:
-            state = update.state
+        state = update.state
+        volume = state.get("volume")
+        total = float(volume) if isinstance(volume, int | float) else None
+        if update.snapshot:
+            # The symbol's state as this connection starts: its last trade may be long
+            # past. From now on every trade is received; bars already begun are partial.
+            self.aggregator.receiving(update.key, update.received_at, total)
+        elif update.is_trade:
             lp_time = state.get("lp_time")
             t = float(lp_time) if isinstance(lp_time, int | float) else update.received_at
-            volume = state.get("volume")
-            self.aggregator.on_tick(
-                update.key, t, float(state["lp"]), float(volume) if isinstance(volume, int | float) else None
-            )
+            self.aggregator.on_tick(update.key, t, float(state["lp"]), total)
             self._tick_times.append(update.received_at)
             self._last_tick_at = update.received_at
             bars = list(self.aggregator.current(update.key))

@@ -42,11 +42,18 @@ class QuoteUpdate:
     state: dict[str, Any]  # everything known about the symbol, merged
     changed: frozenset[str]
     received_at: float
+    # The symbol's first update on this connection: its full state as of now, with the
+    # last trade's price and time (possibly minutes or days old). State, not a trade.
+    snapshot: bool = False
 
     @property
     def is_trade(self) -> bool:
-        """A new last price, time or session volume: a tick for the aggregator."""
-        return bool(self.changed & {"lp", "lp_time", "volume"}) and isinstance(self.state.get("lp"), int | float)
+        """A new last price, time or session volume after the snapshot: a tick."""
+        return (
+            not self.snapshot
+            and bool(self.changed & {"lp", "lp_time", "volume"})
+            and isinstance(self.state.get("lp"), int | float)
+        )
 
 
 @dataclass
@@ -69,6 +76,7 @@ class QuoteClient:
         origin: str = "https://www.tradingview.com",
         auth_token: str | None = None,
         on_connected: Callable[[], Awaitable[None]] | None = None,
+        on_disconnected: Callable[[], None] | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         open_timeout: float = 10.0,
@@ -78,6 +86,7 @@ class QuoteClient:
         self._url = url
         self._on_update = on_update
         self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
         self._origin = origin
         self._token = auth_token or "unauthorized_user_token"
         self._backoff_base = backoff_base
@@ -87,6 +96,7 @@ class QuoteClient:
         self._clock = wall_clock
         self._watched: set[SymbolKey] = set()
         self._state: dict[SymbolKey, dict[str, Any]] = {}
+        self._awaiting_snapshot: set[SymbolKey] = set()  # subscribed on this connection, no update yet
         self._ws: ClientConnection | None = None
         self._session = ""
         self.stats = QuoteClientStats()
@@ -101,6 +111,7 @@ class QuoteClient:
         wanted = set(keys)
         added, removed = sorted(wanted - self._watched), sorted(self._watched - wanted)
         self._watched = wanted
+        self._awaiting_snapshot |= set(added)
         for key in removed:
             self._state.pop(key, None)
             self.stats.symbol_errors.pop(key.ticker, None)
@@ -126,8 +137,11 @@ class QuoteClient:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("quote connection failed (%s); reconnect #%d", self.stats.last_error, failures)
             finally:
+                was_connected = self.stats.connected
                 self.stats.connected = False
                 self._ws = None
+                if was_connected and self._on_disconnected is not None:
+                    self._on_disconnected()
             delay = random.uniform(0, min(self._backoff_max, self._backoff_base * 2 ** max(0, failures - 1)))
             await asyncio.sleep(delay if failures else 0)
             self.stats.reconnects += 1
@@ -137,6 +151,7 @@ class QuoteClient:
             self._url, origin=Origin(self._origin), open_timeout=self._open_timeout, max_size=2**24
         ) as ws:
             self._ws = ws
+            self._awaiting_snapshot = set(self._watched)
             self._session = "qs_" + "".join(random.choices(string.ascii_lowercase, k=12))
             await self._send("set_auth_token", [self._token])
             await self._send("quote_create_session", [self._session])
@@ -189,4 +204,6 @@ class QuoteClient:
         state = self._state.setdefault(key, {})
         state.update(values)
         self.stats.updates += 1
-        await self._on_update(QuoteUpdate(key, dict(state), frozenset(values), self._clock()))
+        snapshot = key in self._awaiting_snapshot
+        self._awaiting_snapshot.discard(key)
+        await self._on_update(QuoteUpdate(key, dict(state), frozenset(values), self._clock(), snapshot))
