@@ -7,6 +7,7 @@ import contextlib
 import enum
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -187,11 +188,23 @@ def stream(verbose: Verbose = False) -> None:
     settings.required_redis_url()
 
     async def main() -> None:
+        _cancel_on_sigterm()
         async with open_resources(settings) as resources:
             await run_stream(resources, instance=_instance_name())
 
-    with contextlib.suppress(KeyboardInterrupt):
+    # SIGTERM (docker stop, a rolling restart) and SIGINT stop it the same way: no more
+    # ticks, the closed bars still waiting are stored, the lock is released at once, so
+    # a standby takes over without waiting for the lock to expire.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(main())
+    console.print("stream stopped")
+
+
+def _cancel_on_sigterm() -> None:
+    """Make SIGTERM cancel the running main task, as asyncio.run does for SIGINT."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 @app.command()

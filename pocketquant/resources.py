@@ -51,17 +51,26 @@ class Resources:
 
 @contextlib.asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    # Short timeouts: an outage is reported (STORE_UNAVAILABLE, QUEUE_UNAVAILABLE) within
+    # seconds instead of holding requests, and retried where that is safe.
+    timeout_ms = int(settings.store_timeout_seconds * 1000)
     mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        settings.required_mongodb_url(), serverSelectionTimeoutMS=5_000, tz_aware=True
+        settings.required_mongodb_url(),
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        tz_aware=True,
     )
     try:
         await init_beanie(
             database=mongo[settings.mongodb_database],
             document_models=[*DOCUMENT_MODELS, *REALTIME_DOCUMENTS, *AUTH_DOCUMENTS],
         )
-        redis = await create_pool(
-            RedisSettings.from_dsn(settings.required_redis_url()), default_queue_name=settings.queue_name
-        )
+        redis_settings = RedisSettings.from_dsn(settings.required_redis_url())
+        redis_settings.conn_timeout = max(1, round(settings.store_timeout_seconds))
+        redis = await create_pool(redis_settings, default_queue_name=settings.queue_name)
+        # arq sets no timeout on commands: a Redis that accepts connections but does not
+        # answer (stopped, overloaded) would hold every request.
+        redis.connection_pool.connection_kwargs["socket_timeout"] = max(2.0, settings.store_timeout_seconds * 2)
         try:
             async with httpx.AsyncClient(follow_redirects=True) as http:
                 token = settings.tradingview_auth_token

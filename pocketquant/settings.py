@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     mongodb_database: str = "pocketquant"
     redis_url: str | None = None
     data_dir: Path = Path("./data")
+    # How long to wait for MongoDB or Redis before reporting them unavailable.
+    store_timeout_seconds: float = Field(default=2.0, gt=0)
 
     # API
     host: str = "127.0.0.1"
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
     bar_close_delay_seconds: float = Field(default=1.0, ge=0, le=60)
     stream_lock_ttl_seconds: float = Field(default=10.0, gt=0)
     stream_status_every_seconds: float = Field(default=1.0, gt=0)
+    stream_drain_seconds: float = Field(default=10.0, ge=0)
     watchlist_refresh_seconds: float = Field(default=2.0, gt=0)
     max_watched_symbols: int = Field(default=500, ge=1)
     max_symbols_per_subscription: int = Field(default=50, ge=1)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import GraphQLError
+from pymongo.errors import ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class UserFacingError(Exception):
@@ -31,6 +35,24 @@ class BadUserInputError(UserFacingError):
 
 class UpstreamUnavailableError(UserFacingError):
     code = "UPSTREAM_UNAVAILABLE"
+
+
+class StoreUnavailableError(UserFacingError):
+    code = "STORE_UNAVAILABLE"
+
+
+class QueueUnavailableError(UserFacingError):
+    code = "QUEUE_UNAVAILABLE"
+
+
+def outage(error: BaseException | None) -> UserFacingError | None:
+    """What a client may be told about an outage of MongoDB or Redis behind ``error``:
+    which store is unavailable (never its address), or None if it is no outage."""
+    if isinstance(error, ConnectionFailure | ServerSelectionTimeoutError | NetworkTimeout):
+        return StoreUnavailableError("the database (MongoDB) is unavailable; retry in a few seconds")
+    if isinstance(error, RedisConnectionError | RedisTimeoutError | BusyLoadingError):
+        return QueueUnavailableError("the queue and live data store (Redis) is unavailable; retry in a few seconds")
+    return None
 
 
 def should_mask_error(error: GraphQLError) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from pymongo.errors import PyMongoError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Send
@@ -28,6 +29,7 @@ from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types.graphql import OperationType
 
 from pocketquant.api.context import Context
+from pocketquant.api.errors import outage
 from pocketquant.api.fanout import FanoutTransportWSHandler
 from pocketquant.api.scalars import RawJSON
 from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Principal, bearer_token
@@ -105,6 +107,12 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
         address = request.client.host if request.client else None
         try:
             principal = await authenticate(state.resources, request.headers.get("authorization"))
+        except PyMongoError as exc:
+            told = outage(exc)
+            if told is None:
+                raise
+            log.warning("cannot check an API key: %s", exc)
+            raise HTTPException(503, f"{told} (the API key could not be checked)") from exc
         except InvalidApiKeyError as exc:
             if isinstance(request, WebSocket):
                 principal = ANONYMOUS  # refused at connection_init, the protocol's place for it
@@ -121,7 +129,11 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
             if token is not None:
                 if not isinstance(token, str):
                     raise InvalidApiKeyError("`Authorization` in connection_init must be a string")
-                principal = await authenticate(context.resources, token)
+                try:
+                    principal = await authenticate(context.resources, token)
+                except PyMongoError as exc:
+                    log.warning("cannot check an API key: %s", exc)
+                    raise ConnectionRejectionError({"message": "the API key cannot be checked now; retry"}) from exc
                 context.identify(principal, context.client.removeprefix("ip:"))
             elif "_invalid_key" in params:
                 raise InvalidApiKeyError(str(params["_invalid_key"]))

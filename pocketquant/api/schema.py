@@ -22,7 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from pocketquant.api.errors import should_mask_error
+from pocketquant.api.errors import outage, should_mask_error
 from pocketquant.api.guard import GuardExtension
 from pocketquant.api.scalars import SCALAR_MAP
 from pocketquant.history.graphql.mutations import HistoryMutation
@@ -40,16 +40,36 @@ Subscription = merge_types("Subscription", (RealtimeSubscription,))
 class PocketQuantSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Internal failures are logged with their traceback (clients see them masked);
-        the client's own mistakes in one line, at INFO."""
+        outages of MongoDB or Redis in one line at WARNING; the client's own mistakes in
+        one line, at INFO."""
         for error in errors:
-            if should_mask_error(error):
-                where = ".".join(str(p) for p in error.path or ())
+            where = ".".join(str(p) for p in error.path or ())
+            if outage(error.original_error) is not None:
+                log.warning("%s failed: %s: %s", where, type(error.original_error).__name__, error.original_error)
+            elif should_mask_error(error):
                 log.error(
                     "internal error in %s: %s", where or "(operation)", error.message, exc_info=error.original_error
                 )
             else:
                 code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION")
                 log.info("client error %s: %s", code, " ".join(error.message.split())[:300])
+
+
+class MaskInternalErrors(MaskErrors):
+    """Masks what is not meant for clients; an outage of MongoDB or Redis is told as
+    such (STORE_UNAVAILABLE or QUEUE_UNAVAILABLE), without its address."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=should_mask_error, error_message="Internal server error.")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        told = outage(error.original_error)
+        if told is None:
+            return super().anonymise_error(error)
+        return GraphQLError(
+            str(told), nodes=error.nodes, source=error.source, positions=error.positions, path=error.path,
+            extensions=told.extensions,
+        )  # fmt: skip
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -71,7 +91,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=1_024),
         GuardExtension,
-        lambda: MaskErrors(should_mask_error=should_mask_error, error_message="Internal server error."),
+        MaskInternalErrors,
     ]
     return PocketQuantSchema(
         query=Query,

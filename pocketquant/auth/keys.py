@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from beanie import Document
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import PyMongoError
 
 _KEY = re.compile(r"pq_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 MAX_NAME_LENGTH = 64
@@ -139,7 +140,13 @@ class ApiKeys:
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
-            principal = await self._lookup(plain, digest)
+            try:
+                principal = await self._lookup(plain, digest)
+            except PyMongoError:
+                if cached is None:
+                    raise
+                # MongoDB is away: a key that was good a moment ago stays good meanwhile.
+                principal = cached[1]
             self._cache[digest] = (now + self._cache_seconds, principal)
             self._cache.move_to_end(digest)
             while len(self._cache) > 10_000:

@@ -53,28 +53,48 @@ async def embedded_mongodb(path: Path | None) -> AsyncIterator[str]:
         await server.close()
 
 
+class MongoServerProcess:
+    """mongoeco's wire server as a child process (``python -m pocketquant.infra.embedded``)
+    on a fixed port: it can be stopped and started again at the same URL (what the fault
+    tests do to MongoDB)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.port = free_port()
+        self.url = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        args = [sys.executable, "-m", "pocketquant.infra.embedded", "--port", str(self.port)]
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--path", str(self.path)]
+        self._proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await _wait_for_port(self.port, self._proc, "mongoeco")
+        log.info(
+            "embedded MongoDB (mongoeco, %s, own process %d) at %s", self.path or "memory", self._proc.pid, self.url
+        )
+
+    async def stop(self) -> None:
+        if self._proc is not None:
+            await _stop(self._proc)
+            self._proc = None
+
+
 @contextlib.asynccontextmanager
 async def mongodb_process(path: Path | None) -> AsyncIterator[str]:
-    """Run mongoeco's wire server in a child process (``python -m
-    pocketquant.infra.embedded``); yield its URL.
+    """Run mongoeco's wire server in a child process; yield its URL.
 
     In its own process, the database's work (mongoeco answers each request in Python)
     no longer runs on the event loop of the API and the stream, as it does not in
     production. Measured with 200 clients reading pages: in-process, /health waited
     about 2 s and the loop stalled for up to a second."""
-    port = free_port()
-    args = [sys.executable, "-m", "pocketquant.infra.embedded", "--port", str(port)]
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        args += ["--path", str(path)]
-    proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = MongoServerProcess(path)
+    await server.start()
     try:
-        await _wait_for_port(port, proc, "mongoeco")
-        url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        log.info("embedded MongoDB (mongoeco, %s, own process %d) at %s", path or "memory", proc.pid, url)
-        yield url
+        yield server.url
     finally:
-        await _stop(proc)
+        await server.stop()
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

@@ -64,6 +64,7 @@ class StreamService:
             on_disconnected=self.aggregator.interrupted,
         )
         self._persist: asyncio.Queue[LiveBar] = asyncio.Queue()
+        self._writing: list[LiveBar] = []  # the batch being stored
         self._seq = time.time_ns()  # increases across restarts and failovers
         self._tick_times: deque[float] = deque(maxlen=100_000)
         self._last_tick_at: float | None = None
@@ -75,12 +76,43 @@ class StreamService:
         return self._seq
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._watchlist_loop(), name="stream-watchlist")
-            group.create_task(self.client.run(), name="stream-quotes")
-            group.create_task(self._clock_loop(), name="stream-clock")
-            group.create_task(self._persist_loop(), name="stream-persist")
-            group.create_task(self._status_loop(), name="stream-status")
+        """Stream until cancelled (a stop signal, or the lock lost); then store the
+        closed bars still waiting, for up to STREAM_DRAIN_SECONDS."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._watchlist_loop(), name="stream-watchlist")
+                group.create_task(self.client.run(), name="stream-quotes")
+                group.create_task(self._clock_loop(), name="stream-clock")
+                group.create_task(self._persist_loop(), name="stream-persist")
+                group.create_task(self._status_loop(), name="stream-status")
+        finally:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Store what closed but is not stored yet. Bars still in progress are dropped:
+        they are incomplete, and the next leader sees them as partial."""
+        pending = list(self._writing)
+        while not self._persist.empty():
+            pending.append(self._persist.get_nowait())
+        if not pending:
+            return
+        try:
+            async with asyncio.timeout(self._settings.stream_drain_seconds):
+                while True:
+                    try:
+                        await self._write(pending)
+                        break
+                    except Exception as exc:  # keep trying until the grace period ends
+                        log.warning("storing %d closed bars before stopping failed (%s); retrying", len(pending), exc)
+                        await asyncio.sleep(0.5)
+            log.info("stored %d closed bars before stopping", len(pending))
+        except TimeoutError:
+            log.error(
+                "stopping with %d closed bars not stored (MongoDB did not take them in %.0f s); "
+                "a history sync of their series fills them in",
+                len(pending),
+                self._settings.stream_drain_seconds,
+            )
 
     # -- inputs --------------------------------------------------------------------
 
@@ -160,13 +192,14 @@ class StreamService:
     async def _persist_loop(self) -> None:
         failures = 0
         while True:
-            batch = [await self._persist.get()]
+            batch = self._writing = [await self._persist.get()]
             while not self._persist.empty():
                 batch.append(self._persist.get_nowait())
             while True:
                 try:
                     await self._write(batch)
                     failures = 0
+                    self._writing = []
                     break
                 except Exception as exc:  # retry the same batch: completed bars are never dropped
                     failures += 1
@@ -238,6 +271,9 @@ class StreamService:
             "bars_persisted": self.bars_persisted,
             "persist_backlog": self._persist.qsize(),
             "updated_at": datetime.fromtimestamp(now, UTC).isoformat(),
+            # Wall-clock time of the report (``now`` is the market clock, injected in
+            # tests): readers judge from it whether this stream is still alive.
+            "reported_at_epoch": time.time(),
         }
 
 

@@ -72,9 +72,14 @@ class RealtimeQuery:
             )  # fmt: skip
         s = json.loads(raw)
         last_tick = s.get("last_tick_at")
+        # A leader reports every STREAM_STATUS_EVERY_SECONDS; one that has missed two and
+        # a half reports is gone (its report lingers in Redis a while longer).
+        period = info.context.settings.stream_status_every_seconds
+        reported = s.get("reported_at_epoch")
+        alive = isinstance(reported, int | float) and time.time() - reported <= max(1.5, 2.5 * period)
         return StreamStatus(
-            running=True,
-            connected=bool(s["connected"]),
+            running=alive,
+            connected=alive and bool(s["connected"]),
             instance=s["instance"],
             watched_symbols=list(s["watched"]),
             ticks_per_second=float(s["ticks_per_second"]),

@@ -1,0 +1,222 @@
+"""Faults on real processes: a stream leader stopped with SIGTERM beside a standby, a
+store that fails while a stream stops, a stale stream status."""
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pocketquant.domain import BarColumns, Interval, SeriesKey, SymbolKey
+from pocketquant.realtime import watchlist, wire
+from pocketquant.realtime.stream import StreamService
+from pocketquant.resources import Resources
+from pocketquant.settings import Settings
+from pocketquant.simulator import TradingViewSimulator
+from tests.utils.clock import ManualClock
+from tests.utils.graphql import GraphQLClient
+from tests.utils.live import until
+
+CLI = Path(sys.executable).parent / "pocketquant"
+AAPL = SymbolKey("NASDAQ", "AAPL")
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    return os.environ | {
+        "MONGODB_URL": settings.required_mongodb_url(),
+        "MONGODB_DATABASE": settings.mongodb_database,
+        "REDIS_URL": settings.required_redis_url(),
+        "TRADINGVIEW_WEBSOCKET_URL": settings.tradingview_websocket_url,
+        "TRADINGVIEW_SEARCH_URL": settings.tradingview_search_url,
+        "STREAM_LOCK_TTL_SECONDS": "10",
+        **extra,
+    }
+
+
+@contextlib.asynccontextmanager
+async def stream_process(settings: Settings) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI), "stream", env=_env(settings), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _leader(resources: Resources) -> str | None:
+    raw = await resources.redis.get(wire.STATUS_KEY)
+    if raw is None:
+        return None
+    status: dict[str, Any] = json.loads(raw)
+    return str(status["instance"]) if status["connected"] else None
+
+
+async def test_sigterm_hands_the_stream_over_at_once(settings: Settings, resources: Resources) -> None:
+    await watchlist.watch([AAPL], 10)
+    async with stream_process(settings) as first, stream_process(settings) as second:
+        leader = await until(lambda: _leader(resources), within=20)
+        old, standby = (first, second) if leader.endswith(f":{first.pid}") else (second, first)
+        await asyncio.sleep(1.0)
+        assert await _leader(resources) == leader  # the other one waits
+        stopped_at = time.monotonic()
+        old.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(old.communicate(), 15)
+        exited = time.monotonic() - stopped_at
+
+        async def taken_over() -> bool:
+            return (await _leader(resources)) == f"{os.uname().nodename}:{standby.pid}"
+
+        await until(taken_over, within=15)
+        takeover = time.monotonic() - stopped_at
+        text = output.decode()
+        assert old.returncode == 0, text
+        assert "Traceback" not in text, text
+        assert "stream stopped" in text
+        assert exited < 5, exited
+        # The lock was released, not left to expire (10 s): the standby, which looks for
+        # it every third of the TTL, took over within one look.
+        assert takeover < 10 * 2 / 3, takeover
+        print(f"SIGTERM: leader exited in {exited:.2f} s, standby streaming after {takeover:.2f} s")
+
+
+async def test_a_stopping_stream_stores_the_bars_that_closed(
+    resources: Resources, stream_clock: ManualClock, simulator: TradingViewSimulator
+) -> None:
+    import dataclasses
+
+    from pocketquant.history.store import BarStore
+
+    class DownStore(BarStore):
+        up = False
+
+        async def write(self, series: SeriesKey, bars: BarColumns) -> Any:
+            if not DownStore.up:
+                raise ConnectionError("MongoDB is down")
+            return await super().write(series, bars)
+
+    store = DownStore(resources.settings.chunk_size)
+    service = StreamService(dataclasses.replace(resources, store=store), "stopping", clock=stream_clock)
+    await watchlist.watch([AAPL], 10)
+    task = asyncio.create_task(service.run())
+    await until(lambda: _connected(service))
+    t0 = int(stream_clock.now) // 60 * 60 + 60
+    for t, price in [(t0 + 1, 1.0), (t0 + 61, 2.0)]:  # the first closes
+        stream_clock.now = t
+        await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=float(t))
+    await until(lambda: _closed(service))
+    task.cancel()  # stop (SIGTERM) while MongoDB is down ...
+    await asyncio.sleep(0.3)
+    DownStore.up = True  # ... and back within the grace period
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 15)
+    page = await resources.store.read_page(
+        SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1), start=None, end=None, limit=10
+    )
+    assert page.bars.t == [t0]
+
+
+async def _connected(service: StreamService) -> bool:
+    return service.client.stats.connected
+
+
+async def _closed(service: StreamService) -> bool:
+    return service.bars_closed >= 1
+
+
+@pytest.fixture
+def stream_clock() -> ManualClock:
+    from tests.conftest import SIM_START
+
+    return ManualClock(SIM_START)
+
+
+async def test_stream_status_of_a_dead_leader_is_not_running(gql: GraphQLClient, resources: Resources) -> None:
+    status = {
+        "instance": "gone", "connected": True, "watched": [], "ticks_per_second": 0.0, "last_tick_at": None,
+        "reconnects": 0, "last_error": None, "late_ticks": 0, "symbol_errors": {}, "bars_closed": 0,
+        "bars_persisted": 0, "persist_backlog": 0, "updated_at": "2026-11-20T14:37:00+00:00",
+        "reported_at_epoch": time.time() - 4,
+    }  # fmt: skip
+    await resources.redis.set(wire.STATUS_KEY, json.dumps(status), px=60_000)
+    result = (await gql.data("{ streamStatus { running connected instance } }"))["streamStatus"]
+    assert result == {"running": False, "connected": False, "instance": "gone"}
+
+
+async def test_a_mongodb_outage_is_store_unavailable_within_seconds(settings: Settings) -> None:
+    import httpx
+
+    from pocketquant.api.app import create_app
+    from pocketquant.api.serving import serve
+    from pocketquant.auth.keys import Scope
+    from pocketquant.infra.embedded import MongoServerProcess
+    from pocketquant.resources import open_resources
+
+    mongodb = MongoServerProcess(None)  # MongoDB as a process of its own
+    await mongodb.start()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(mongodb.stop)
+        own = settings.model_copy(update={"mongodb_url": mongodb.url})
+        resources = await stack.enter_async_context(open_resources(own))
+        _, key = await resources.keys.create("reader", Scope.READ)
+        _, unused = await resources.keys.create("never used", Scope.READ)
+        url = await stack.enter_async_context(serve(create_app(own, resources)))
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"})
+        )
+        assert (await http.post("/graphql", json={"query": "{ watchedSymbols }"})).json() == {
+            "data": {"watchedSymbols": []}
+        }
+        await mongodb.stop()  # MongoDB goes away
+        started = time.monotonic()
+        response = await http.post("/graphql", json={"query": "{ watchedSymbols }"})
+        elapsed = time.monotonic() - started
+        error = response.json()["errors"][0]
+        assert error["extensions"] == {"code": "STORE_UNAVAILABLE"}, error
+        assert "MongoDB" in error["message"]
+        assert "127.0.0.1" not in response.text  # no internal address
+        assert elapsed < 5, elapsed
+        # A key never seen before cannot be checked now: 503, said as such.
+        unchecked = await http.post(
+            "/graphql", json={"query": "{ watchedSymbols }"}, headers={"Authorization": f"Bearer {unused}"}
+        )
+        assert unchecked.status_code == 503
+        assert "could not be checked" in unchecked.text
+
+
+async def test_a_redis_outage_is_queue_unavailable(settings: Settings, admin_key: str) -> None:
+    import httpx
+
+    from pocketquant.api.app import create_app
+    from pocketquant.api.serving import serve
+    from pocketquant.auth.keys import Scope
+    from pocketquant.infra.embedded import embedded_redis
+    from pocketquant.resources import open_resources
+
+    async with embedded_redis() as redis_url:
+        own = settings.model_copy(update={"redis_url": redis_url})
+        async with open_resources(own) as resources:
+            _, key = await resources.keys.create("writer", Scope.WRITE)
+            async with (
+                serve(create_app(own, resources)) as url,
+                httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http,
+            ):
+                await resources.redis.shutdown(nosave=True)
+                started = time.monotonic()
+                mutation = 'mutation { syncSymbol(input: {exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1}) { __typename } }'
+                response = await http.post("/graphql", json={"query": mutation})
+                elapsed = time.monotonic() - started
+            error = response.json()["errors"][0]
+            assert error["extensions"] == {"code": "QUEUE_UNAVAILABLE"}, error
+            assert "Redis" in error["message"]
+            assert elapsed < 5, elapsed
+            await resources.mongo.drop_database(own.mongodb_database)
