@@ -104,11 +104,11 @@ async def _dev(settings: Settings, simulate: bool, open_access: bool) -> None:
     from pocketquant.infra import devfiles
     from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
-    from pocketquant.worker import build_worker, stop_worker
+    from pocketquant.worker import WorkerRunner, stop_worker
 
     async with _embedded(settings, simulate) as settings, open_resources(settings) as resources:
-        worker = build_worker(settings, resources=resources, handle_signals=False)
-        worker_task = asyncio.create_task(worker.async_run(), name="arq-worker")
+        runner = WorkerRunner(settings, resources=resources, handle_signals=False)
+        worker_task = asyncio.create_task(runner.run(), name="arq-worker")
         stream_task = asyncio.create_task(run_stream(resources, instance=_instance_name()), name="stream")
         config = uvicorn.Config(
             create_app(settings, resources, open_access=open_access),
@@ -167,7 +167,8 @@ async def _dev(settings: Settings, simulate: bool, open_access: bool) -> None:
             stream_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged above
                 await stream_task
-            await stop_worker(worker, worker_task)
+            if runner.worker is not None:
+                await stop_worker(runner.worker, worker_task)
 
 
 def _instance_name() -> str:
@@ -230,16 +231,17 @@ def api(verbose: Verbose = False) -> None:
 def worker(verbose: Verbose = False) -> None:
     """The arq worker: sync jobs and scheduled re-syncs (needs MONGODB_URL and REDIS_URL)."""
     _logging(verbose)
-    from pocketquant.worker import build_worker
+    from pocketquant.worker import WorkerRunner
 
     settings = Settings()
     settings.required_mongodb_url()
     settings.required_redis_url()
 
     async def main() -> None:
-        await build_worker(settings).async_run()
+        await WorkerRunner(settings).run()  # waits out Redis outages
 
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(main())
 
 
 def _parse_tickers(tickers: list[str]) -> list[SymbolKey]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from datetime import UTC
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+from redis.exceptions import RedisError
 
 from pocketquant.history.dispatch import SYNC_FUNCTION
 from pocketquant.history.jobs import cron_jobs, sync_series
@@ -52,6 +55,60 @@ def build_worker(
         health_check_interval=settings.worker_health_check_seconds,
         timezone=UTC,
     )
+
+
+class WorkerRunner:
+    """An arq worker that outlives Redis outages.
+
+    arq's worker stops when Redis cannot be reached (its poll loop raises). The runner
+    then waits, with exponential backoff and jitter, and starts a new worker; jobs stay
+    in Redis meanwhile (the queue is there again when Redis is). Meanwhile the API's
+    /ready reports Redis as down. ``worker`` is the one running now.
+    """
+
+    def __init__(
+        self, settings: Settings, *, resources: Resources | None = None, handle_signals: bool = True,
+        poll_delay: float = 0.5,
+    ) -> None:  # fmt: skip
+        self._settings = settings
+        self._resources = resources
+        self._handle_signals = handle_signals
+        self._poll_delay = poll_delay
+        self.worker: Worker | None = None
+        self.restarts = 0
+
+    async def run(self) -> None:
+        """Run until cancelled (or stopped by a signal arq handles)."""
+        failures = 0
+        while True:
+            self.worker = build_worker(
+                self._settings,
+                resources=self._resources,
+                handle_signals=self._handle_signals,
+                poll_delay=self._poll_delay,
+            )
+            started = time.monotonic()
+            try:
+                await self.worker.async_run()
+                return
+            except (RedisError, OSError) as exc:
+                error: Exception = exc
+            await _discard(self.worker)
+            failures = 1 if time.monotonic() - started > 60 else failures + 1
+            delay = random.uniform(0.5, 1.0) * min(30.0, 0.5 * 2 ** (failures - 1))
+            self.restarts += 1
+            log.warning("worker lost Redis (%s: %s); starting again in %.1f s", type(error).__name__, error, delay)
+            await asyncio.sleep(delay)
+
+
+async def _discard(worker: Worker) -> None:
+    """Close what a worker that lost Redis still holds, as far as that can be done."""
+    with contextlib.suppress(Exception):
+        await worker.close()
+    pool = getattr(worker, "_pool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            await pool.aclose()
 
 
 def health_check_key(settings: Settings) -> str:

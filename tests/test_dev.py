@@ -152,3 +152,39 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
     assert proc.returncode in (0, -signal.SIGINT), "".join(lines)
     assert not (tmp_path / "dev.env").exists()  # a stopped dev leaves no stale URLs behind
     assert "Traceback" not in "".join(lines), "".join(lines)
+
+
+async def test_dev_waits_out_a_redis_outage(tmp_path: Path) -> None:
+    from pocketquant.infra.embedded import RedisServerProcess
+
+    redis = RedisServerProcess(tmp_path / "redis")
+    await redis.start()
+    port = free_port()
+    try:
+        async with dev(tmp_path, port, env={"REDIS_URL": redis.url}) as (proc, _, lines):
+            headers = {"Authorization": f"Bearer {dev_key(tmp_path)}"}
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers) as http:
+                assert (await http.get("/ready")).status_code == 200
+                await redis.stop()  # Redis goes away for a few seconds ...
+                during = await http.get("/ready")
+                assert during.status_code == 503  # not ready meanwhile
+                assert during.json()["components"]["redis"]["ok"] is False
+                await asyncio.sleep(2)
+                assert proc.returncode is None, "".join(lines)  # ... and dev is still there
+                await redis.start()  # ... and is back (empty: no AOF here)
+
+                async def ready() -> bool:
+                    return (await http.get("/ready")).status_code == 200
+
+                await until(ready, within=30)
+                # Its worker came back too: a sync is consumed.
+                gql = GraphQLClient(http)
+                sync = 'mutation { syncSymbol(input: {exchange: "NASDAQ", symbol: "AAPL", interval: DAY_1, bars: 5}) { ... on SyncEnqueued { jobId } } }'
+                job = await gql.wait_for_job((await gql.data(sync))["syncSymbol"]["jobId"], within=60)
+                assert job["result"]["ok"] is True
+            assert proc.returncode is None
+    finally:
+        await redis.stop()
+    text = "".join(lines)
+    assert "worker lost Redis" in text, text
+    assert "Traceback" not in text, text

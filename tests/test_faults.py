@@ -220,3 +220,54 @@ async def test_a_redis_outage_is_queue_unavailable(settings: Settings, admin_key
             assert "Redis" in error["message"]
             assert elapsed < 5, elapsed
             await resources.mongo.drop_database(own.mongodb_database)
+
+
+async def test_the_worker_process_waits_out_a_redis_outage(settings: Settings, tmp_path: Path) -> None:
+    from pocketquant.infra.embedded import RedisServerProcess
+    from pocketquant.resources import open_resources
+
+    redis = RedisServerProcess(tmp_path / "redis", appendonly=True)
+    await redis.start()
+    own = settings.model_copy(update={"redis_url": redis.url})
+    worker = await asyncio.create_subprocess_exec(
+        str(CLI), "worker", env=_env(own), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    assert worker.stdout is not None
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert worker.stdout is not None
+        while line := (await worker.stdout.readline()).decode():
+            lines.append(line)
+
+    reader = asyncio.create_task(read())
+
+    async def started() -> bool:
+        return any("Starting worker" in line for line in lines)
+
+    try:
+        await until(started, within=30)  # polling the queue
+        await redis.stop()
+        await asyncio.sleep(8)  # arq's poll loop fails meanwhile, and its reconnects too
+        assert worker.returncode is None, "".join(lines)
+        await redis.start()  # the same data (AOF), as production's Redis
+        async with open_resources(own) as resources:
+            series = SeriesKey("NASDAQ", "AAPL", Interval.DAY_1)
+            enqueued = await resources.dispatcher.enqueue(series, 5)
+
+            async def done() -> bool:
+                from arq.jobs import Job, JobStatus
+
+                job = Job(enqueued.job_id, resources.redis, _queue_name=own.queue_name)
+                return await job.status() is JobStatus.complete
+
+            await until(done, within=60)
+            assert (await resources.store.stats(series)).bar_count == 5
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(worker.wait(), 30)
+        await reader
+        await redis.stop()
+    text = "".join(lines)
+    assert "worker lost Redis" in text, text
+    assert "Traceback" not in text, text

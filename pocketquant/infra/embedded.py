@@ -120,35 +120,44 @@ async def embedded_redis(data_dir: Path | None = None) -> AsyncIterator[str]:
         yield url
 
 
+class RedisServerProcess:
+    """A ``redis-server`` child process on a fixed port, in ``workdir``: it can be stopped
+    and started again at the same URL (what the fault tests do to Redis). With
+    ``appendonly`` it keeps its data across restarts, as production's does."""
+
+    def __init__(self, workdir: Path, *, binary: str = "redis-server", appendonly: bool = False) -> None:
+        self.workdir = workdir
+        self.binary = binary
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir), "--protected-mode", "yes",
+        ]  # fmt: skip
+        self._proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await _wait_for_port(self.port, self._proc, "redis-server")
+        log.info("embedded Redis (redis-server) at %s", self.url)
+
+    async def stop(self) -> None:
+        if self._proc is not None:
+            await _stop(self._proc)
+            self._proc = None
+
+
 @contextlib.asynccontextmanager
 async def _redis_server_process(binary: str, data_dir: Path | None) -> AsyncIterator[str]:
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="pocketquant-redis-") as scratch:
-        workdir = data_dir if data_dir is not None else Path(scratch)
-        workdir.mkdir(parents=True, exist_ok=True)
-        args = [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--protected-mode",
-            "yes",
-        ]
-        proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = RedisServerProcess(data_dir if data_dir is not None else Path(scratch), binary=binary)
+        await server.start()
         try:
-            await _wait_for_port(port, proc, "redis-server")
-            url = f"redis://127.0.0.1:{port}/0"
-            log.info("embedded Redis (redis-server) at %s", url)
-            yield url
+            yield server.url
         finally:
-            await _stop(proc)
+            await server.stop()
 
 
 async def _wait_for_port(port: int, proc: asyncio.subprocess.Process, name: str) -> None:
