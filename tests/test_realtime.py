@@ -746,3 +746,31 @@ async def test_a_takeover_stores_no_bar_the_new_leader_did_not_see_from_its_star
         second.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await second
+
+
+async def test_a_tracked_series_with_nothing_stored_is_filled_from_history(
+    gql: GraphQLClient,
+    resources: Resources,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    sim_clock: ManualClock,
+    simulator: TradingViewSimulator,
+    worker: Any,
+) -> None:
+    from datetime import UTC, datetime
+
+    from pocketquant.history.documents import SymbolRecord
+
+    # Tracked at 1m, but no bar of it was ever stored (every one so far was partial).
+    await SymbolRecord(
+        exchange="NASDAQ", symbol="AAPL", tracked=True, tracked_intervals=["1m"], updated_at=datetime.now(UTC)
+    ).insert()
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    await watching(gql, AAPL)  # connected at 14:37:30: its 14:37 bar is partial
+    sim_clock.now = T0 + 1
+    await trade(simulator, stream_clock, [(T0 - 20, 99.0, 990.0), (T0 + 1, 100.0, 1_000.0)])
+
+    async def filled() -> int:
+        return (await resources.store.stats(series)).bar_count
+
+    assert await until(filled, within=20) == resources.settings.sync_default_bars

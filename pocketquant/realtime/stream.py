@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from pocketquant.domain import BarColumns, SeriesKey, SymbolKey
 from pocketquant.domain.aggregator import BarAggregator, LiveBar
 from pocketquant.domain.bars import Bar
+from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.realtime import wire
 from pocketquant.realtime.documents import WatchedSymbol
 from pocketquant.realtime.leader import LeaderLock, run_as_leader
@@ -229,15 +230,20 @@ class StreamService:
     async def _backfill(self, series: SeriesKey, partial: LiveBar) -> None:
         """Queue a sync of ``series`` from its newest stored bar (a sync may have stored
         it while it was still in progress) through the bar in progress now: that covers
-        ``partial`` and whatever closed while no stream ran. A series with no stored bar
-        at all (never synced, nothing stored live yet) is left alone."""
+        ``partial`` and whatever closed while no stream ran. A series with nothing stored
+        is synced whole if its history is kept (it is tracked at that interval, or was
+        synced before: every bar of it may have been partial so far); otherwise it is
+        left alone."""
         page = await self._resources.store.read_page(series, start=None, end=None, limit=1, newest_first=True)
-        if not len(page.bars):
+        if len(page.bars):
+            missing = (series.interval.floor(int(self._clock())) - page.bars.t[0]) // series.interval.nominal_seconds
+            if missing <= 0:
+                return  # history already reaches the bar in progress
+            n_bars = min(self._settings.sync_default_bars, missing + 1)
+        elif await _history_kept(series):
+            n_bars = self._settings.sync_default_bars
+        else:
             return
-        missing = (series.interval.floor(int(self._clock())) - page.bars.t[0]) // series.interval.nominal_seconds
-        if missing <= 0:
-            return  # history already reaches the bar in progress
-        n_bars = min(self._settings.sync_default_bars, missing + 1)
         enqueued = await self._resources.dispatcher.enqueue(series, n_bars)
         log.info("partial %s bar of %s closed: history sync %s (%d bars)", series.interval.value,
                  partial.key.ticker, enqueued.job_id, n_bars)  # fmt: skip
@@ -275,6 +281,13 @@ class StreamService:
             # tests): readers judge from it whether this stream is still alive.
             "reported_at_epoch": time.time(),
         }
+
+
+async def _history_kept(series: SeriesKey) -> bool:
+    key = {"exchange": series.exchange, "symbol": series.symbol}
+    if await SyncStatus.find_one({**key, "interval": series.interval.value}) is not None:
+        return True
+    return await SymbolRecord.find_one({**key, "tracked": True, "tracked_intervals": series.interval.value}) is not None
 
 
 async def run_stream(resources: Resources, instance: str | None = None, clock: Callable[[], float] = time.time) -> None:
