@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     sync_default_bars: int = Field(default=5_000, ge=1, le=5_000)
     sync_max_tries: int = Field(default=5, ge=1)
     sync_retry_base_seconds: float = Field(default=5.0, ge=0)
-    sync_job_timeout_seconds: int = Field(default=300, ge=1)
+    # A 5,000-bar sync takes 1-6 s; TradingView gets TRADINGVIEW_TIMEOUT_SECONDS to answer.
+    sync_job_timeout_seconds: int = Field(default=60, ge=1)
     sync_result_ttl_seconds: int = Field(default=86_400, ge=1)
     sync_many_max_symbols: int = Field(default=100, ge=1)
     sync_many_max_series: int = Field(default=100, ge=1)

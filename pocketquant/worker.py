@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from datetime import UTC
 from typing import Any
 
@@ -32,12 +35,26 @@ def build_worker(
     handle_signals: bool = True,
 ) -> Worker:
     exit_stack = contextlib.AsyncExitStack()
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["resources"] = resources or await exit_stack.enter_async_context(open_resources(settings))
+        ctx["worker_id"] = worker_id
+        liveness = asyncio.create_task(_liveness(ctx["redis"], worker_id), name="worker-liveness")
+        exit_stack.push_async_callback(_cancel, liveness)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        with contextlib.suppress(RedisError):
+            await ctx["redis"].delete(_ALIVE + worker_id)
         await exit_stack.aclose()
+
+    async def on_job_start(ctx: dict[str, Any]) -> None:
+        # Which worker runs the job: if it dies, the others see it and run the job again.
+        await ctx["redis"].set(_OWNER + ctx["job_id"], worker_id, ex=settings.sync_job_timeout_seconds + 10)
+
+    async def on_job_end(ctx: dict[str, Any]) -> None:
+        with contextlib.suppress(RedisError):
+            await ctx["redis"].delete(_OWNER + ctx["job_id"])
 
     return Worker(
         functions=[func(sync_series, name=SYNC_FUNCTION, max_tries=settings.sync_max_tries)],
@@ -46,6 +63,8 @@ def build_worker(
         redis_settings=RedisSettings.from_dsn(settings.required_redis_url()),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        on_job_start=on_job_start,
+        on_job_end=on_job_end,
         burst=burst,
         poll_delay=poll_delay,
         handle_signals=handle_signals,
@@ -55,6 +74,53 @@ def build_worker(
         health_check_interval=settings.worker_health_check_seconds,
         timezone=UTC,
     )
+
+
+# Liveness of workers and the owners of running jobs. arq marks a running job with a key
+# that lives as long as the job's timeout (plus 10 s); a worker that dies leaves it
+# behind and the job waits that long. Each worker says every 2 s that it is alive, and
+# every 5 s looks for running jobs whose worker stopped saying so: it clears their mark,
+# and the first worker to poll runs them again (a sync is idempotent, so a second run of
+# a job whose worker was only slow writes nothing twice).
+_ALIVE = "pocketquant:worker:alive:"
+_OWNER = "pocketquant:worker:job-owner:"
+_ALIVE_EVERY = 2.0
+_ALIVE_TTL = 6
+
+
+async def _liveness(redis: Any, worker_id: str) -> None:
+    last_reap = 0.0
+    while True:
+        try:
+            await redis.set(_ALIVE + worker_id, "1", ex=_ALIVE_TTL)
+            if time.monotonic() - last_reap >= 5:
+                last_reap = time.monotonic()
+                await reap_dead_workers_jobs(redis)
+        except RedisError as exc:
+            log.warning("worker liveness not written: %s", exc)
+        await asyncio.sleep(_ALIVE_EVERY)
+
+
+async def reap_dead_workers_jobs(redis: Any) -> list[str]:
+    """Clear the running mark of jobs whose worker is gone; return their ids."""
+    from arq.constants import in_progress_key_prefix
+
+    reaped = []
+    async for key in redis.scan_iter(match=_OWNER + "*", count=500):
+        job_id = key.decode().removeprefix(_OWNER)
+        owner = await redis.get(key)
+        if owner is None or await redis.exists(_ALIVE + owner.decode()):
+            continue
+        await redis.delete(in_progress_key_prefix + job_id, key)
+        reaped.append(job_id)
+        log.warning("job %s was running on worker %s, which is gone: it runs again", job_id, owner.decode())
+    return reaped
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class WorkerRunner:

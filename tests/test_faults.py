@@ -271,3 +271,54 @@ async def test_the_worker_process_waits_out_a_redis_outage(settings: Settings, t
     text = "".join(lines)
     assert "worker lost Redis" in text, text
     assert "Traceback" not in text, text
+
+
+async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
+    settings: Settings, resources: Resources, simulator: TradingViewSimulator
+) -> None:
+    from arq.constants import in_progress_key_prefix
+    from arq.jobs import Job, JobStatus
+
+    from pocketquant.history.documents import SyncStatus
+
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    simulator.series_delay = 30.0  # TradingView is slow: the job is mid-sync when its worker dies
+    first = await asyncio.create_subprocess_exec(
+        str(CLI), "worker", env=_env(settings), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    second: asyncio.subprocess.Process | None = None
+    try:
+        enqueued = await resources.dispatcher.enqueue(series, 3_000)
+
+        async def running() -> bool:
+            return bool(await resources.redis.exists(in_progress_key_prefix + enqueued.job_id))
+
+        await until(running, within=30)
+        first.kill()  # kill -9, mid-sync
+        await first.wait()
+        killed_at = time.monotonic()
+        simulator.series_delay = 0.0
+        second = await asyncio.create_subprocess_exec(
+            str(CLI), "worker", env=_env(settings), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+
+        async def done() -> bool:
+            job = Job(enqueued.job_id, resources.redis, _queue_name=settings.queue_name)
+            return await job.status() is JobStatus.complete
+
+        await until(done, within=60)
+        recovered = time.monotonic() - killed_at
+        # arq alone would have waited for the mark of the dead worker's job to expire
+        # (the job timeout plus 10 s); the surviving worker saw the owner gone.
+        assert recovered < 20, recovered
+        stats = await resources.store.stats(series)
+        assert stats.bar_count == 3_000  # all of it, once
+        status = await SyncStatus.find_one({"exchange": "NASDAQ", "symbol": "AAPL", "interval": "1m"})
+        assert status is not None
+        assert status.state == "succeeded"
+        print(f"worker killed mid-sync: the job completed {recovered:.1f} s later on another worker")
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 30)
