@@ -504,16 +504,38 @@ def bench(
 def simulator(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    ticks: Annotated[bool, typer.Option(help="Tick every quoted symbol twice a second.")] = True,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(help="EXCHANGE:SYMBOL=FAULT, repeatable: that symbol's history requests fail so."),
+    ] = None,
+    stall: Annotated[float, typer.Option(min=0, help="Answer history requests this many seconds late.")] = 0.0,
     verbose: Verbose = False,
 ) -> None:
-    """Run the local TradingView simulator alone (point TRADINGVIEW_*_URL at it)."""
+    """Run the local TradingView simulator alone (point TRADINGVIEW_*_URL at it).
+
+    Faults can also be set while it runs: GET /control/drop, /control/fault?symbol=EX:SYM&fault=F[&times=N],
+    /control/stall?seconds=S, /control/clear, /control/status on its port."""
     _logging(verbose)
-    from pocketquant.simulator import TradingViewSimulator
+    from pocketquant.simulator import Fault, TradingViewSimulator
+
+    faults: dict[SymbolKey, Fault] = {}
+    for spec in fault or []:
+        ticker, _, name = spec.partition("=")
+        try:
+            faults[SymbolKey.from_ticker(ticker)] = Fault(name)
+        except (InvalidSymbolError, ValueError) as exc:
+            choices = ", ".join(f.value for f in Fault)
+            raise typer.BadParameter(f"{spec!r}: {exc} (faults: {choices})", param_hint="--fault") from exc
 
     async def main() -> None:
-        async with TradingViewSimulator(host=host, port=port) as sim:
-            console.print(f"TRADINGVIEW_WEBSOCKET_URL={sim.websocket_url}")
-            console.print(f"TRADINGVIEW_SEARCH_URL={sim.search_url}")
+        async with TradingViewSimulator(host=host, port=port, series_delay=stall) as sim:
+            sim.faults.update(faults)
+            if ticks:
+                sim.start_auto_ticks()
+            print(f"TRADINGVIEW_WEBSOCKET_URL={sim.websocket_url}", flush=True)
+            print(f"TRADINGVIEW_SEARCH_URL={sim.search_url}", flush=True)
+            print(f"control: http://{host}:{sim.port}/control/status", flush=True)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):

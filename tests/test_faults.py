@@ -322,3 +322,67 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
             if proc is not None and proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_the_simulator_as_a_process_ticks_and_takes_faults_on_command(settings: Settings) -> None:
+    import httpx
+
+    from pocketquant.infra.embedded import free_port
+    from pocketquant.tradingview.history import ProviderUnavailableError, SeriesError, TradingViewHistory
+    from pocketquant.tradingview.quotes import QuoteClient, QuoteUpdate
+
+    port = free_port()
+    sim = await asyncio.create_subprocess_exec(
+        str(CLI), "simulator", "--port", str(port), "--fault", "NASDAQ:MSFT=series_error",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert sim.stdout is not None
+        printed: dict[str, str] = {}
+        while len(printed) < 2:
+            name, _, value = (await asyncio.wait_for(sim.stdout.readline(), 30)).decode().strip().partition("=")
+            if name.startswith("TRADINGVIEW_"):
+                printed[name] = value
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            history = TradingViewHistory(
+                websocket_url=printed["TRADINGVIEW_WEBSOCKET_URL"], search_url=printed["TRADINGVIEW_SEARCH_URL"],
+                http=http, timeout=5,
+            )  # fmt: skip
+            assert len((await history.fetch(SeriesKey("NASDAQ", "AAPL", Interval.DAY_1), 10)).bars) == 10
+            with pytest.raises(SeriesError):  # the fault given on the command line
+                await history.fetch(SeriesKey("NASDAQ", "MSFT", Interval.DAY_1), 10)
+            assert (await http.get("/control/fault?symbol=NASDAQ:AAPL&fault=drop&times=1")).status_code == 200
+            with pytest.raises(ProviderUnavailableError):
+                await history.fetch(SeriesKey("NASDAQ", "AAPL", Interval.DAY_1), 10)
+            assert len((await history.fetch(SeriesKey("NASDAQ", "AAPL", Interval.DAY_1), 10)).bars) == 10
+            bad = await http.get("/control/fault?symbol=NASDAQ:AAPL&fault=nonsense")
+            assert bad.status_code == 400
+            assert "series_error" in bad.text  # says which faults exist
+            # It ticks what is quoted, and drops connections on command.
+            updates: list[QuoteUpdate] = []
+
+            async def collect(update: QuoteUpdate) -> None:
+                updates.append(update)
+
+            client = QuoteClient(printed["TRADINGVIEW_WEBSOCKET_URL"], collect, backoff_base=0.05)
+            await client.set_watched([AAPL])
+            task = asyncio.create_task(client.run())
+            try:
+
+                async def ticking() -> bool:
+                    return any(u.is_trade for u in updates)
+
+                await until(ticking, within=10)
+                assert "dropped 1 connections" in (await http.get("/control/drop")).text
+
+                async def reconnected() -> bool:
+                    return client.stats.reconnects >= 1 and client.stats.connected
+
+                await until(reconnected, within=10)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    finally:
+        sim.send_signal(signal.SIGINT)
+        await asyncio.wait_for(sim.wait(), 10)

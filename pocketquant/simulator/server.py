@@ -132,14 +132,61 @@ class TradingViewSimulator:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urlsplit(request.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path.startswith("/control/"):
+            status, text = self.control(url.path.removeprefix("/control/"), query)
+            return connection.respond(status, text + "\n")
         if not url.path.startswith("/symbol_search"):
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
         body = json.dumps(self.search(query.get("text", ""), query.get("exchange", "")), ensure_ascii=False)
         response = connection.respond(HTTPStatus.OK, body)
         headers = Headers(response.headers)
         headers["Content-Type"] = "application/json; charset=utf-8"
         return Response(response.status_code, response.reason_phrase, headers, body.encode())
+
+    def control(self, action: str, query: dict[str, str]) -> tuple[HTTPStatus, str]:
+        """Faults on command, for tests and operators (``GET /control/<action>?...``):
+
+        - ``drop``: cut every client connection now;
+        - ``fault?symbol=EX:SYM&fault=<Fault value>[&times=N]``: that symbol's next N
+          history requests (all of them without ``times``) fail that way;
+        - ``stall?seconds=S``: answer history requests S seconds late;
+        - ``clear``: no faults, no stall;
+        - ``status``: connections and faults, as JSON.
+        """
+        try:
+            if action == "drop":
+                for connection in list(self._connections):
+                    connection.ws.transport.abort()
+                return HTTPStatus.OK, f"dropped {len(self._connections)} connections"
+            if action == "fault":
+                key = SymbolKey.from_ticker(query.get("symbol", ""))
+                fault = Fault(query.get("fault", ""))
+                if "times" in query:
+                    self.fail_next(key, fault, int(query["times"]))
+                else:
+                    self.faults[key] = fault
+                return HTTPStatus.OK, f"{key}: {fault.value}"
+            if action == "stall":
+                self.series_delay = float(query.get("seconds", "0"))
+                return HTTPStatus.OK, f"history answers {self.series_delay:g} s late"
+            if action == "clear":
+                self.faults.clear()
+                self.fault_budget.clear()
+                self.series_delay = 0.0
+                return HTTPStatus.OK, "no faults"
+            if action == "status":
+                return HTTPStatus.OK, json.dumps(
+                    {
+                        "connections": len(self._connections),
+                        "faults": {k.ticker: f.value for k, f in self.faults.items()},
+                        "series_delay": self.series_delay,
+                    }
+                )
+        except (ValueError, InvalidSymbolError) as exc:
+            faults = ", ".join(f.value for f in Fault)
+            return HTTPStatus.BAD_REQUEST, f"{exc} (faults: {faults}; symbol as EXCHANGE:SYMBOL)"
+        return HTTPStatus.NOT_FOUND, "actions: drop, fault, stall, clear, status"
 
     def search(self, text: str, exchange: str) -> dict[str, Any]:
         """Answer like ``symbol_search/v3``: matches carry ``<em>`` highlight tags."""
