@@ -303,6 +303,43 @@ async def _sync(settings: Settings, series: list[SeriesKey], n_bars: int, simula
     return failures
 
 
+class Process(enum.StrEnum):
+    worker = "worker"
+    stream = "stream"
+
+
+@app.command()
+def health(process: Annotated[Process, typer.Argument(help="Which process of this host to check.")]) -> None:
+    """Exit 0 if a worker (or stream process) of this host said within 6 s that it is alive: a container health
+    check. Needs REDIS_URL."""
+    import redis.asyncio
+
+    from pocketquant.realtime import wire
+    from pocketquant.worker import ALIVE_PREFIX
+
+    prefix = wire.ALIVE_PREFIX if process is Process.stream else ALIVE_PREFIX
+    pattern = f"{prefix}{socket.gethostname()}:*"
+
+    async def main() -> bool:
+        client = redis.asyncio.Redis.from_url(_shared_settings().required_redis_url(), socket_timeout=3)
+        try:
+            async for _ in client.scan_iter(match=pattern, count=100):
+                return True
+            return False
+        finally:
+            await client.aclose()
+
+    try:
+        alive = asyncio.run(main())
+    except Exception as exc:  # unreachable Redis is unhealthy, said in one line
+        console.print(f"unhealthy: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from exc
+    if not alive:
+        console.print(f"unhealthy: no {process} of {socket.gethostname()} said it is alive in the last 6 s")
+        raise typer.Exit(1)
+    console.print(f"{process} alive")
+
+
 keys_app = typer.Typer(help="API keys: create, list and revoke (stored hashed in MongoDB).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

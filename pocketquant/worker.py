@@ -40,12 +40,13 @@ def build_worker(
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["resources"] = resources or await exit_stack.enter_async_context(open_resources(settings))
         ctx["worker_id"] = worker_id
-        liveness = asyncio.create_task(_liveness(ctx["redis"], worker_id), name="worker-liveness")
+        in_progress_ttl = settings.sync_job_timeout_seconds + 10  # what arq gives a running job's mark
+        liveness = asyncio.create_task(_liveness(ctx["redis"], worker_id, in_progress_ttl), name="worker-liveness")
         exit_stack.push_async_callback(_cancel, liveness)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(RedisError):
-            await ctx["redis"].delete(_ALIVE + worker_id)
+            await ctx["redis"].delete(ALIVE_PREFIX + worker_id)
         await exit_stack.aclose()
 
     async def on_job_start(ctx: dict[str, Any]) -> None:
@@ -82,38 +83,49 @@ def build_worker(
 # every 5 s looks for running jobs whose worker stopped saying so: it clears their mark,
 # and the first worker to poll runs them again (a sync is idempotent, so a second run of
 # a job whose worker was only slow writes nothing twice).
-_ALIVE = "pocketquant:worker:alive:"
+ALIVE_PREFIX = "pocketquant:worker:alive:"
 _OWNER = "pocketquant:worker:job-owner:"
 _ALIVE_EVERY = 2.0
 _ALIVE_TTL = 6
 
 
-async def _liveness(redis: Any, worker_id: str) -> None:
+async def _liveness(redis: Any, worker_id: str, in_progress_ttl: float) -> None:
     last_reap = 0.0
     while True:
         try:
-            await redis.set(_ALIVE + worker_id, "1", ex=_ALIVE_TTL)
+            await redis.set(ALIVE_PREFIX + worker_id, "1", ex=_ALIVE_TTL)
             if time.monotonic() - last_reap >= 5:
                 last_reap = time.monotonic()
-                await reap_dead_workers_jobs(redis)
+                await reap_dead_workers_jobs(redis, in_progress_ttl)
         except RedisError as exc:
             log.warning("worker liveness not written: %s", exc)
         await asyncio.sleep(_ALIVE_EVERY)
 
 
-async def reap_dead_workers_jobs(redis: Any) -> list[str]:
-    """Clear the running mark of jobs whose worker is gone; return their ids."""
+async def reap_dead_workers_jobs(redis: Any, in_progress_ttl: float) -> list[str]:
+    """Clear the running mark of sync jobs whose worker is gone; return their ids.
+
+    A job's worker is gone when its liveness key expired, or when the job has been
+    marked running for 10 s without an owner (its worker died between taking the job
+    and starting it)."""
     from arq.constants import in_progress_key_prefix
 
     reaped = []
-    async for key in redis.scan_iter(match=_OWNER + "*", count=500):
-        job_id = key.decode().removeprefix(_OWNER)
-        owner = await redis.get(key)
-        if owner is None or await redis.exists(_ALIVE + owner.decode()):
-            continue
-        await redis.delete(in_progress_key_prefix + job_id, key)
+    async for key in redis.scan_iter(match=in_progress_key_prefix + "sync:*", count=500):
+        job_id = key.decode().removeprefix(in_progress_key_prefix)
+        owner = await redis.get(_OWNER + job_id)
+        if owner is not None:
+            if await redis.exists(ALIVE_PREFIX + owner.decode()):
+                continue
+            why = f"was running on worker {owner.decode()}, which is gone"
+        else:
+            marked_for = in_progress_ttl - await redis.pttl(key) / 1000
+            if marked_for < 10:
+                continue
+            why = f"was taken {marked_for:.0f} s ago by a worker that never started it"
+        await redis.delete(key, _OWNER + job_id)
         reaped.append(job_id)
-        log.warning("job %s was running on worker %s, which is gone: it runs again", job_id, owner.decode())
+        log.warning("job %s %s: it runs again", job_id, why)
     return reaped
 
 

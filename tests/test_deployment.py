@@ -32,4 +32,10 @@ def test_compose_file_is_valid_and_names_every_process() -> None:
         assert env["MONGODB_URL"].startswith("mongodb://mongo:")
         assert env["REDIS_URL"].startswith("redis://redis:")
         assert env["AUTH_REQUIRED"] == "true"  # production reads need a key
+        assert services[name]["init"] is True  # SIGTERM reaches the process
+        assert services[name]["stop_grace_period"] == "30s"
         assert set(services[name]["depends_on"]) == {"mongo", "redis"}
+    for name in ("api", "worker", "stream"):
+        assert services[name]["healthcheck"]["test"][0] == "CMD"
+    assert services["worker"]["healthcheck"]["test"][1:] == ["pocketquant", "health", "worker"]
+    assert services["stream"]["healthcheck"]["test"][1:] == ["pocketquant", "health", "stream"]

@@ -61,10 +61,28 @@ async def _leader(resources: Resources) -> str | None:
     return str(status["instance"]) if status["connected"] else None
 
 
+async def health(settings: Settings, process: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI),
+        "health",
+        process,
+        env=_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
 async def test_sigterm_hands_the_stream_over_at_once(settings: Settings, resources: Resources) -> None:
     await watchlist.watch([AAPL], 10)
+    code, out = await health(settings, "stream")  # the container health check, before any stream runs
+    assert code == 1
+    assert "unhealthy: no stream" in out
     async with stream_process(settings) as first, stream_process(settings) as second:
         leader = await until(lambda: _leader(resources), within=20)
+        assert (await health(settings, "stream"))[0] == 0
         old, standby = (first, second) if leader.endswith(f":{first.pid}") else (second, first)
         await asyncio.sleep(1.0)
         assert await _leader(resources) == leader  # the other one waits
@@ -274,14 +292,14 @@ async def test_the_worker_process_waits_out_a_redis_outage(settings: Settings, t
 
 
 async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
-    settings: Settings, resources: Resources, simulator: TradingViewSimulator
+    settings: Settings, resources: Resources, simulator: TradingViewSimulator, tmp_path: Path
 ) -> None:
-    from arq.constants import in_progress_key_prefix
     from arq.jobs import Job, JobStatus
 
     from pocketquant.history.documents import SyncStatus
 
     series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    log_file = (tmp_path / "second-worker.log").open("w")
     simulator.series_delay = 30.0  # TradingView is slow: the job is mid-sync when its worker dies
     first = await asyncio.create_subprocess_exec(
         str(CLI), "worker", env=_env(settings), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
@@ -290,8 +308,8 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
     try:
         enqueued = await resources.dispatcher.enqueue(series, 3_000)
 
-        async def running() -> bool:
-            return bool(await resources.redis.exists(in_progress_key_prefix + enqueued.job_id))
+        async def running() -> bool:  # taken and started: its worker recorded itself as the owner
+            return bool(await resources.redis.exists("pocketquant:worker:job-owner:" + enqueued.job_id))
 
         await until(running, within=30)
         first.kill()  # kill -9, mid-sync
@@ -299,15 +317,19 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
         killed_at = time.monotonic()
         simulator.series_delay = 0.0
         second = await asyncio.create_subprocess_exec(
-            str(CLI), "worker", env=_env(settings), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            str(CLI), "worker", env=_env(settings), stdout=log_file, stderr=asyncio.subprocess.STDOUT
         )
 
         async def done() -> bool:
             job = Job(enqueued.job_id, resources.redis, _queue_name=settings.queue_name)
             return await job.status() is JobStatus.complete
 
-        await until(done, within=60)
+        try:
+            await until(done, within=60)
+        except TimeoutError:
+            raise AssertionError((tmp_path / "second-worker.log").read_text()) from None
         recovered = time.monotonic() - killed_at
+        assert (await health(settings, "worker"))[0] == 0
         # arq alone would have waited for the mark of the dead worker's job to expire
         # (the job timeout plus 10 s); the surviving worker saw the owner gone.
         assert recovered < 20, recovered
@@ -386,3 +408,24 @@ async def test_the_simulator_as_a_process_ticks_and_takes_faults_on_command(sett
     finally:
         sim.send_signal(signal.SIGINT)
         await asyncio.wait_for(sim.wait(), 10)
+
+
+async def test_running_marks_are_cleared_only_for_jobs_whose_worker_is_gone(resources: Resources) -> None:
+    from pocketquant.worker import ALIVE_PREFIX, reap_dead_workers_jobs
+
+    redis = resources.redis
+    ttl = 70.0
+    marks = {
+        "sync:A:ALIVE:1d": ("w-alive", 69_000),  # its worker says it is alive
+        "sync:A:DEAD:1d": ("w-dead", 69_000),  # its worker stopped saying so
+        "sync:A:NEW:1d": (None, 69_000),  # just taken: the owner is about to be recorded
+        "sync:A:ORPHAN:1d": (None, 55_000),  # taken 15 s ago and never started
+    }
+    for job_id, (owner, pttl) in marks.items():
+        await redis.psetex("arq:in-progress:" + job_id, pttl, b"1")
+        if owner is not None:
+            await redis.set("pocketquant:worker:job-owner:" + job_id, owner)
+    await redis.set(ALIVE_PREFIX + "w-alive", "1", ex=6)
+    assert sorted(await reap_dead_workers_jobs(redis, ttl)) == ["sync:A:DEAD:1d", "sync:A:ORPHAN:1d"]
+    assert await redis.exists("arq:in-progress:sync:A:ALIVE:1d", "arq:in-progress:sync:A:NEW:1d") == 2
+    assert await redis.exists("arq:in-progress:sync:A:DEAD:1d", "arq:in-progress:sync:A:ORPHAN:1d") == 0

@@ -298,4 +298,19 @@ async def run_stream(resources: Resources, instance: str | None = None, clock: C
     async def work() -> None:
         await StreamService(resources, lock.owner, clock).run()
 
-    await run_as_leader(lock, work)
+    alive = asyncio.create_task(_say_alive(resources, lock.owner), name="stream-alive")
+    try:
+        await run_as_leader(lock, work)
+    finally:
+        alive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await alive
+
+
+async def _say_alive(resources: Resources, instance: str) -> None:
+    """Every stream process, leading or waiting, says it is alive (what `pocketquant
+    health stream` checks)."""
+    while True:
+        with contextlib.suppress(RedisError):
+            await resources.redis.set(wire.ALIVE_PREFIX + instance, "1", ex=6)
+        await asyncio.sleep(2)

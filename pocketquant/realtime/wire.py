@@ -11,6 +11,7 @@ from pocketquant.domain.aggregator import LiveBar
 PREFIX = "pocketquant:live"
 STATUS_KEY = "pocketquant:stream:status"
 LEADER_KEY = "pocketquant:stream:leader"
+ALIVE_PREFIX = "pocketquant:stream:alive:"  # + instance (host:pid), every stream process
 
 
 def channel(key: SymbolKey) -> str:
