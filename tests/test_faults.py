@@ -429,3 +429,136 @@ async def test_running_marks_are_cleared_only_for_jobs_whose_worker_is_gone(reso
     assert sorted(await reap_dead_workers_jobs(redis, ttl)) == ["sync:A:DEAD:1d", "sync:A:ORPHAN:1d"]
     assert await redis.exists("arq:in-progress:sync:A:ALIVE:1d", "arq:in-progress:sync:A:NEW:1d") == 2
     assert await redis.exists("arq:in-progress:sync:A:DEAD:1d", "arq:in-progress:sync:A:ORPHAN:1d") == 0
+
+
+async def test_a_mongodb_outage_during_a_stream_loses_and_duplicates_no_bar(
+    settings: Settings, simulator: TradingViewSimulator, stream_clock: ManualClock, tmp_path: Path
+) -> None:
+    from pocketquant.infra.embedded import MongoServerProcess
+    from pocketquant.realtime.stream import run_stream
+    from pocketquant.resources import open_resources
+
+    mongodb = MongoServerProcess(tmp_path / "mongo.sqlite3")  # data on disk, as a real server's
+    await mongodb.start()
+    own = settings.model_copy(update={"mongodb_url": mongodb.url})
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    try:
+        async with open_resources(own) as resources:
+            await watchlist.watch([AAPL], 10)
+            stream = asyncio.create_task(run_stream(resources, instance="outage", clock=stream_clock))
+            try:
+                await until(lambda: _leader(resources), within=20)
+                t0 = int(stream_clock.now) // 60 * 60 + 60
+                ticks = [
+                    (t0 + 60 * m + s, 10.0 + m + s / 100, float(1_000 + 100 * m + s)) for m in range(5) for s in (1, 30)
+                ]
+                for t, price, volume in ticks[:2]:  # minute 0, received whole
+                    stream_clock.now = t
+                    await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+                await mongodb.stop()  # MongoDB is gone for 20 s while minutes 1-3 close
+                stopped = time.monotonic()
+                for t, price, volume in ticks[2:]:
+                    stream_clock.now = t
+                    await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
+                    await asyncio.sleep(0.2)
+                stream_clock.now = t0 + 5 * 60 + 1  # minute 4 closes on the clock
+                await asyncio.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
+                await mongodb.start()
+                back = time.monotonic()
+
+                async def stored() -> list[tuple[int, float, float, float]]:
+                    with contextlib.suppress(Exception):
+                        page = await resources.store.read_page(series, start=None, end=None, limit=100)
+                        if len(page.bars) == 5:
+                            return [(b.time, b.open, b.close, b.volume) for b in page.bars]
+                    return []
+
+                bars = await until(stored, within=60)
+                recovered = time.monotonic() - back
+            finally:
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream
+            # Every minute the stream received whole, once, with its ticks' values.
+            # (The first minute's volume counts from the connection's snapshot, volume 0.)
+            assert bars == [(t0 + 60 * m, 10.0 + m + 0.01, 10.0 + m + 0.30, 100.0 if m else 1_030.0) for m in range(5)]
+            assert (await resources.store.stats(series)).bar_count == 5
+            print(f"MongoDB down 20 s: every closed bar stored {recovered:.1f} s after it came back")
+            await resources.mongo.drop_database(own.mongodb_database)
+    finally:
+        await mongodb.stop()
+
+
+async def test_a_redis_restart_during_a_stream_with_subscribers(
+    settings: Settings, simulator: TradingViewSimulator, stream_clock: ManualClock, tmp_path: Path
+) -> None:
+    from pocketquant.api.app import create_app
+    from pocketquant.api.serving import serve
+    from pocketquant.infra.embedded import RedisServerProcess
+    from pocketquant.realtime.stream import run_stream
+    from pocketquant.resources import open_resources
+    from tests.utils.live import raw_subscriber
+
+    redis = RedisServerProcess(tmp_path / "redis", appendonly=True)  # as production's: AOF
+    await redis.start()
+    own = settings.model_copy(update={"redis_url": redis.url})
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    try:
+        async with open_resources(own) as resources, serve(create_app(own, resources)) as url:
+            await watchlist.watch([AAPL], 10)
+            stream = asyncio.create_task(run_stream(resources, instance="r", clock=stream_clock))
+            document = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { price } }'
+            ws = await raw_subscriber(url.replace("http", "ws") + "/graphql", "q", document, {})
+            try:
+                await until(lambda: _leader(resources), within=20)
+                t0 = int(stream_clock.now) // 60 * 60 + 60
+
+                async def trade(t: int, price: float) -> None:
+                    stream_clock.now = t
+                    await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=float(t - t0 + 1))
+
+                async def price_seen(price: float) -> bool:
+                    while True:
+                        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                        if message["payload"]["data"]["liveQuotes"]["price"] == price:
+                            return True
+
+                for t, price in [(t0 + 1, 1.0), (t0 + 30, 2.0), (t0 + 61, 3.0)]:  # 14:38 whole
+                    await trade(t, price)
+                assert await price_seen(3.0)
+                await redis.stop()  # Redis restarts: the stream cannot prove it leads, so it stops
+                await asyncio.sleep(1.5)
+                await trade(t0 + 90, 4.0)
+                await redis.start()
+                back = time.monotonic()
+                await until(lambda: _leader(resources), within=20)  # streaming again
+
+                async def relayed() -> bool:
+                    await trade(int(stream_clock.now) + 1, 5.0)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1):
+                            return await price_seen(5.0)
+                    return False
+
+                await until(relayed, within=30)  # the subscriber's socket stayed open and is live again
+                recovered = time.monotonic() - back
+                stream_clock.now = t0 + 180
+                await trade(t0 + 181, 6.0)  # 14:41 began after the restart: whole
+                await trade(t0 + 241, 7.0)
+
+                async def stored() -> list[int]:
+                    page = await resources.store.read_page(series, start=None, end=None, limit=100)
+                    return page.bars.t if t0 + 180 in page.bars.t else []
+
+                # 14:38 was received whole; 14:39, cut by the restart, is not stored (14:40 had
+                # no trades).
+                assert await until(stored, within=20) == [t0, t0 + 180]
+                print(f"Redis restarted: streaming and relaying again {recovered:.1f} s after it came back")
+            finally:
+                await ws.close()
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream
+            await resources.mongo.drop_database(own.mongodb_database)
+    finally:
+        await redis.stop()
