@@ -22,7 +22,7 @@ from pocketquant.settings import Settings
 from pocketquant.simulator import TradingViewSimulator
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
-from tests.utils.live import until
+from tests.utils.live import stop, until
 
 CLI = Path(sys.executable).parent / "pocketquant"
 AAPL = SymbolKey("NASDAQ", "AAPL")
@@ -402,9 +402,7 @@ async def test_the_simulator_as_a_process_ticks_and_takes_faults_on_command(sett
 
                 await until(reconnected, within=10)
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop(task)
     finally:
         sim.send_signal(signal.SIGINT)
         await asyncio.wait_for(sim.wait(), 10)
@@ -476,9 +474,7 @@ async def test_a_mongodb_outage_during_a_stream_loses_and_duplicates_no_bar(
                 bars = await until(stored, within=60)
                 recovered = time.monotonic() - back
             finally:
-                stream.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream
+                await stop(stream)
             # Every minute the stream received whole, once, with its ticks' values.
             # (The first minute's volume counts from the connection's snapshot, volume 0.)
             assert bars == [(t0 + 60 * m, 10.0 + m + 0.01, 10.0 + m + 0.30, 100.0 if m else 1_030.0) for m in range(5)]
@@ -556,9 +552,7 @@ async def test_a_redis_restart_during_a_stream_with_subscribers(
                 print(f"Redis restarted: streaming and relaying again {recovered:.1f} s after it came back")
             finally:
                 await ws.close()
-                stream.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream
+                await stop(stream)
             await resources.mongo.drop_database(own.mongodb_database)
     finally:
         await redis.stop()
