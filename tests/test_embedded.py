@@ -29,3 +29,11 @@ async def test_worker_consumes_a_sync_on_the_fakeredis_fallback(settings: Settin
                 await stop_worker(worker, task)
                 with contextlib.suppress(Exception):
                     await resources.mongo.drop_database(fallback.mongodb_database)
+
+
+def test_printed_urls_hide_passwords() -> None:
+    from pocketquant.infra.devfiles import mask_url
+
+    assert mask_url("redis://:s3cret@cache.internal:6379/0") == "redis://:****@cache.internal:6379/0"
+    assert mask_url("mongodb://app:s3cret@db:27017/?replicaSet=rs0") == "mongodb://app:****@db:27017/?replicaSet=rs0"
+    assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
