@@ -18,7 +18,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from pocketquant.history.dispatch import SYNC_FUNCTION
+from pocketquant.history.dispatch import JOB_OWNER_PREFIX, SYNC_FUNCTION, WORKER_ALIVE_PREFIX
 from pocketquant.history.jobs import cron_jobs, sync_series
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
@@ -83,8 +83,8 @@ def build_worker(
 # every 5 s looks for running jobs whose worker stopped saying so: it clears their mark,
 # and the first worker to poll runs them again (a sync is idempotent, so a second run of
 # a job whose worker was only slow writes nothing twice).
-ALIVE_PREFIX = "pocketquant:worker:alive:"
-_OWNER = "pocketquant:worker:job-owner:"
+ALIVE_PREFIX = WORKER_ALIVE_PREFIX
+_OWNER = JOB_OWNER_PREFIX
 _ALIVE_EVERY = 2.0
 _ALIVE_TTL = 6
 

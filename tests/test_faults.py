@@ -294,8 +294,11 @@ async def test_the_worker_process_waits_out_a_redis_outage(settings: Settings, t
 async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
     settings: Settings, resources: Resources, simulator: TradingViewSimulator, tmp_path: Path
 ) -> None:
+    import httpx
     from arq.jobs import Job, JobStatus
 
+    from pocketquant.api.app import create_app
+    from pocketquant.api.serving import serve
     from pocketquant.history.documents import SyncStatus
 
     series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
@@ -316,6 +319,18 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
         await first.wait()
         killed_at = time.monotonic()
         simulator.series_delay = 0.0
+        # What syncJob says meanwhile: still running, on a worker that is gone.
+        query = "query($id: ID!) { syncJob(id: $id) { state worker workerAlive } }"
+        async with serve(create_app(settings, resources)) as url, httpx.AsyncClient(base_url=url) as http:
+
+            async def worker_gone() -> dict[str, Any] | None:
+                body = await http.post("/graphql", json={"query": query, "variables": {"id": enqueued.job_id}})
+                job: dict[str, Any] = body.json()["data"]["syncJob"]
+                return job if job["workerAlive"] is False else None
+
+            job = await until(worker_gone, within=15)
+        assert job["state"] == "IN_PROGRESS"
+        assert job["worker"].split(":")[1] == str(first.pid)
         second = await asyncio.create_subprocess_exec(
             str(CLI), "worker", env=_env(settings), stdout=log_file, stderr=asyncio.subprocess.STDOUT
         )

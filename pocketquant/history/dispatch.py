@@ -17,6 +17,12 @@ from pocketquant.domain import Interval, SeriesKey
 
 SYNC_FUNCTION = "sync_series"
 
+# Worker liveness (written by the workers, read by them and by the API): each worker sets
+# WORKER_ALIVE_PREFIX + its id every 2 s (6 s TTL), and JOB_OWNER_PREFIX + job id names the
+# worker running a job.
+WORKER_ALIVE_PREFIX = "pocketquant:worker:alive:"
+JOB_OWNER_PREFIX = "pocketquant:worker:job-owner:"
+
 
 def sync_job_id(series: SeriesKey) -> str:
     return f"sync:{series.exchange}:{series.symbol}:{series.interval.value}"

@@ -12,7 +12,7 @@ from pocketquant.api.context import Info
 from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
 from pocketquant.domain import InvalidSymbolError, SeriesKey, SymbolKey
 from pocketquant.history.cache import PageQuery
-from pocketquant.history.dispatch import parse_sync_job_id
+from pocketquant.history.dispatch import JOB_OWNER_PREFIX, WORKER_ALIVE_PREFIX, parse_sync_job_id
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.history.graphql import inputs
 from pocketquant.history.graphql.types import (
@@ -158,6 +158,14 @@ class HistoryQuery:
         if definition is None:
             return None
         finished = definition if isinstance(definition, JobResult) else None
+        worker: str | None = None
+        alive: bool | None = None
+        if status is JobStatus.in_progress:
+            redis = info.context.resources.redis
+            owner = await redis.get(JOB_OWNER_PREFIX + str(id))
+            if owner is not None:
+                worker = owner.decode()
+                alive = bool(await redis.exists(WORKER_ALIVE_PREFIX + worker))
         return SyncJob(
             id=id,
             exchange=series.exchange,
@@ -169,4 +177,6 @@ class HistoryQuery:
             started_at=finished.start_time if finished else None,
             finished_at=finished.finish_time if finished else None,
             result=SyncJobResult.from_job_result(finished.success, finished.result) if finished else None,
+            worker=worker,
+            worker_alive=alive,
         )

@@ -285,6 +285,11 @@ class SyncJob:
     started_at: datetime | None
     finished_at: datetime | None
     result: SyncJobResult | None
+    worker: str | None = strawberry.field(description="The worker running it (host:pid:id), while it runs.")
+    worker_alive: bool | None = strawberry.field(
+        description="While it runs: whether its worker said in the last 6 s that it is alive. False: the worker "
+        "is gone, and another one runs the job again within seconds."
+    )
 
 
 @strawberry.type(description="A sync was put on the queue (or one already queued absorbed it).")
