@@ -184,7 +184,7 @@ def stream(verbose: Verbose = False) -> None:
     from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
 
-    settings = Settings()
+    settings = _shared_settings()
     settings.required_mongodb_url()
     settings.required_redis_url()
 
@@ -215,7 +215,7 @@ def api(verbose: Verbose = False) -> None:
     from pocketquant.api.app import create_app
     from pocketquant.api.serving import uvicorn_options
 
-    settings = Settings()
+    settings = _shared_settings()
     settings.required_mongodb_url()
     settings.required_redis_url()
     uvicorn.run(
@@ -233,7 +233,7 @@ def worker(verbose: Verbose = False) -> None:
     _logging(verbose)
     from pocketquant.worker import WorkerRunner
 
-    settings = Settings()
+    settings = _shared_settings()
     settings.required_mongodb_url()
     settings.required_redis_url()
 
@@ -273,7 +273,8 @@ def sync(
     _logging(verbose)
     keys = _parse_tickers(tickers)
     intervals = _parse_intervals(interval)
-    failures = asyncio.run(_sync(Settings(), [SeriesKey.of(k, i) for k in keys for i in intervals], bars, simulate))
+    series = [SeriesKey.of(k, i) for k in keys for i in intervals]
+    failures = asyncio.run(_sync(_shared_settings(), series, bars, simulate))
     raise typer.Exit(1 if failures else 0)
 
 
@@ -438,7 +439,9 @@ def keys_revoke(
 
 def _shared_settings() -> Settings:
     """Settings, with the services of a `pocketquant dev` running on this DATA_DIR
-    filling in MONGODB_URL and REDIS_URL when the environment leaves them unset."""
+    filling in MONGODB_URL and REDIS_URL when the environment leaves them unset: a
+    command beside a running dev works on dev's data (a `sync` on embedded services of
+    its own left dev serving a stale cache)."""
     from pocketquant.infra import devfiles
 
     settings = Settings()
