@@ -264,13 +264,14 @@ async def test_track_untrack_and_scheduled_resync(gql: GraphQLClient, worker: Wo
 
     symbol = (
         await gql.data(
-            '{ symbol(exchange: "KRX", symbol: "005930") { description currency timezone type trackedAt syncStatus { interval state barCount } } }'
+            '{ symbol(exchange: "KRX", symbol: "005930") { description currency timezone session type trackedAt syncStatus { interval state barCount } } }'
         )
     )["symbol"]
-    assert (symbol["description"], symbol["currency"], symbol["timezone"], symbol["type"]) == (
+    assert (symbol["description"], symbol["currency"], symbol["timezone"], symbol["session"], symbol["type"]) == (
         "삼성전자",
         "KRW",
         "Asia/Seoul",
+        "24x7",  # the simulator trades every instrument around the clock for now
         "stock",
     )
     assert [(s["interval"], s["state"]) for s in symbol["syncStatus"]] == [

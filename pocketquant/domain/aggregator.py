@@ -2,7 +2,14 @@
 
 Policy, stated once:
 
-- Bars align to UTC boundaries (``Interval.floor``). A bar opens with its first tick.
+- Bars align to UTC boundaries (``Interval.floor``), or, for a symbol given a session
+  calendar (``set_calendar``), to its sessions the way TradingView aligns them
+  (``Calendar.bar``: 1h bars of a US stock at 09:30, 10:30 New York ...). A bar opens
+  with its first tick.
+- A tick of a symbol with a calendar that falls outside its sessions (pre- or
+  post-market, a holiday) goes into no bar: regular-session bars hold regular-session
+  trades only, as TradingView's do. It is counted (``outside_session_ticks``), and its
+  volume is not carried into the next session's bars.
 - Per-tick volume is the increase of TradingView's running session ``volume``. The first
   tick of a symbol has no previous total, so it adds nothing; a total lower than the
   previous one starts a new session, and the new total is the volume since then (never
@@ -30,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from pocketquant.domain.intervals import Interval
+from pocketquant.domain.sessions import Calendar
 from pocketquant.domain.symbols import SymbolKey
 
 DEFAULT_LIVE_INTERVALS = (
@@ -89,7 +97,7 @@ class _Slot:
 
 
 class _Symbol:
-    __slots__ = ("hi", "key", "lo", "since", "slots", "total")
+    __slots__ = ("calendar", "hi", "key", "lo", "since", "slots", "total")
 
     def __init__(self, key: SymbolKey, intervals: Iterable[Interval], since: float | None) -> None:
         self.key = key
@@ -98,6 +106,7 @@ class _Symbol:
         # Trades are received from this time on: bars that began earlier are partial.
         # None until the first tick or a `receiving` call says.
         self.since = since
+        self.calendar: Calendar | None = None  # None: UTC alignment
         # Every slot has an open bar containing [lo, hi): a tick in there needs no
         # per-interval bound checks (the common case).
         self.lo = float("inf")
@@ -127,6 +136,7 @@ class BarAggregator:
         self._symbols: dict[SymbolKey, _Symbol] = {}
         self.ticks = 0
         self.late_ticks = 0
+        self.outside_session_ticks = 0
 
     def on_tick(self, key: SymbolKey, t: float, price: float, total_volume: float | None = None) -> None:
         """Apply one trade: ``t`` epoch seconds, ``total_volume`` the session's running
@@ -155,6 +165,10 @@ class BarAggregator:
                 slot.volume += delta
                 slot.ticks += 1
             return
+        calendar = sym.calendar
+        if calendar is not None and not calendar.always and calendar.session_at(int(t)) is None:
+            self.outside_session_ticks += 1
+            return
         for slot in sym.slots:
             if t >= slot.end:
                 self._roll(sym, slot, t, price, delta)
@@ -178,9 +192,11 @@ class BarAggregator:
     def _roll(self, sym: _Symbol, slot: _Slot, t: float, price: float, delta: float) -> None:
         if slot.ticks:
             self._emit_close(sym, slot)
-        start = slot.interval.floor(int(t))
-        slot.start = start
-        slot.end = slot.interval.next_start(start)
+        bar = sym.calendar.bar(slot.interval, int(t)) if sym.calendar is not None else None
+        if bar is None:  # UTC alignment (within a session, a calendar always has a bar)
+            start = slot.interval.floor(int(t))
+            bar = (start, slot.interval.next_start(start))
+        slot.start, slot.end = bar
         slot.open = slot.high = slot.low = slot.close = price
         slot.volume = delta + slot.carry
         slot.carry = 0.0
@@ -239,6 +255,14 @@ class BarAggregator:
             sym.since = since
         if total_volume is not None:
             sym.total = total_volume
+
+    def set_calendar(self, key: SymbolKey, calendar: Calendar | None) -> None:
+        """Align ``key``'s bars to ``calendar``'s sessions from its next bar on (None:
+        UTC). Bars in progress keep their bounds."""
+        sym = self._symbols.get(key)
+        if sym is None:
+            sym = self._symbols[key] = _Symbol(key, self.intervals, None)
+        sym.calendar = calendar
 
     def interrupted(self) -> None:
         """The stream stopped receiving (its connection was lost): every bar in progress

@@ -20,6 +20,7 @@ class SymbolRecord(Document):
     type: str | None = None
     currency: str | None = None
     timezone: str | None = None
+    session: str | None = None  # TradingView's, e.g. "0930-1600" (in ``timezone``) or "24x7"
     pricescale: int | None = None
     tracked: bool = False
     tracked_intervals: list[str] = Field(default_factory=list)

@@ -127,6 +127,7 @@ class SyncService:
                 "type": metadata.type,
                 "currency": metadata.currency,
                 "timezone": metadata.timezone,
+                "session": metadata.session,
                 "pricescale": metadata.pricescale,
             }
         await SymbolRecord.get_pymongo_collection().update_one(

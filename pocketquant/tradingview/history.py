@@ -83,6 +83,7 @@ class SymbolMetadata:
     currency: str | None = None
     timezone: str | None = None
     pricescale: int | None = None
+    session: str | None = None  # TradingView's session string: "0930-1600", "24x7", ...
 
     @classmethod
     def from_resolved(cls, info: dict[str, Any]) -> SymbolMetadata:
@@ -97,6 +98,7 @@ class SymbolMetadata:
             currency=text("currency_code"),
             timezone=text("timezone"),
             pricescale=scale if isinstance(scale, int) else None,
+            session=text("session"),
         )
 
 

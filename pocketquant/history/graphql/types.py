@@ -169,7 +169,11 @@ class SymbolType:
     description: str | None
     type: str | None
     currency: str | None
-    timezone: str | None
+    timezone: str | None = strawberry.field(description="The exchange's time zone (IANA), in which `session` is.")
+    session: str | None = strawberry.field(
+        description="Trading hours as TradingView gives them: HHMM-HHMM ranges (a close before the open runs "
+        "overnight), an optional :days suffix (1 = Sunday), or 24x7."
+    )
     tracked: bool
     tracked_intervals: list[IntervalEnum]
     tracked_at: datetime | None
@@ -194,6 +198,7 @@ class SymbolType:
             type=doc.type,
             currency=doc.currency,
             timezone=doc.timezone,
+            session=doc.session,
             tracked=doc.tracked,
             tracked_intervals=[IntervalEnum(i) for i in doc.tracked_intervals],
             tracked_at=doc.tracked_at,
