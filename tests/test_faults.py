@@ -54,11 +54,12 @@ async def stream_process(settings: Settings) -> AsyncIterator[asyncio.subprocess
 
 
 async def _leader(resources: Resources) -> str | None:
+    """The streaming instance, once it receives NASDAQ:AAPL."""
     raw = await resources.redis.get(wire.STATUS_KEY)
     if raw is None:
         return None
     status: dict[str, Any] = json.loads(raw)
-    return str(status["instance"]) if status["connected"] else None
+    return str(status["instance"]) if AAPL.ticker in status.get("receiving", []) else None
 
 
 async def health(settings: Settings, process: str) -> tuple[int, str]:

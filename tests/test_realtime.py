@@ -64,7 +64,7 @@ async def trade(
 
 
 async def status(gql: GraphQLClient) -> dict[str, Any]:
-    query = "{ streamStatus { running connected instance watchedSymbols reconnects lateTicks barsPersisted ticksPerSecond lastTickAgeSeconds symbolErrors { ticker message } } }"
+    query = "{ streamStatus { running connected instance watchedSymbols receivingSymbols reconnects lateTicks barsPersisted ticksPerSecond lastTickAgeSeconds symbolErrors { ticker message } } }"
     result: dict[str, Any] = (await gql.data(query))["streamStatus"]
     return result
 
@@ -210,7 +210,7 @@ async def test_a_late_subscriber_gets_the_closed_bar_not_a_stale_one(
 
 async def _watching(gql: GraphQLClient, tickers: set[str]) -> bool:
     s = await status(gql)
-    return bool(s["connected"]) and set(s["watchedSymbols"]) >= tickers
+    return bool(s["connected"]) and set(s["receivingSymbols"]) >= tickers
 
 
 async def _stored_minutes(gql: GraphQLClient) -> list[dict[str, Any]]:
@@ -256,7 +256,7 @@ async def test_reconnect_resubscribes_and_a_bar_across_the_drop_is_partial(
 
 async def _reconnected(gql: GraphQLClient) -> bool:
     s = await status(gql)
-    return bool(s["connected"]) and s["reconnects"] >= 1
+    return s["reconnects"] >= 1 and "NASDAQ:AAPL" in s["receivingSymbols"]
 
 
 async def test_bad_input_fails_that_subscription_only(
@@ -413,12 +413,12 @@ async def test_exactly_one_stream_and_takeover(
     gql: GraphQLClient, resources: Resources, simulator: TradingViewSimulator, stream_clock: ManualClock
 ) -> None:
     await watch(gql, AAPL)
-    connections_before = simulator.stats.connections
+    sessions_before = simulator.stats.commands.count("quote_create_session")
     first = asyncio.create_task(run_stream(resources, instance="first", clock=stream_clock))
     await until(lambda: _instance(gql, "first"))
     second = asyncio.create_task(run_stream(resources, instance="second", clock=stream_clock))
     await asyncio.sleep(1.0)  # a whole lock TTL: the second must still wait
-    assert simulator.stats.connections == connections_before + 1
+    assert simulator.stats.commands.count("quote_create_session") == sessions_before + 1  # one quote session
     assert (await status(gql))["instance"] == "first"
 
     first.cancel()  # the leader goes away; the waiting one takes over
@@ -429,8 +429,9 @@ async def test_exactly_one_stream_and_takeover(
 
 
 async def _instance(gql: GraphQLClient, name: str) -> bool:
+    """Is stream ``name`` leading, connected and receiving NASDAQ:AAPL?"""
     s = await status(gql)
-    return bool(s["running"]) and s["instance"] == name and bool(s["connected"])
+    return bool(s["running"]) and s["instance"] == name and "NASDAQ:AAPL" in s["receivingSymbols"]
 
 
 async def test_a_dead_leaders_lock_expires(resources: Resources) -> None:
@@ -766,3 +767,31 @@ async def test_a_tracked_series_with_nothing_stored_is_filled_from_history(
         return (await resources.store.stats(series)).bar_count
 
     assert await until(filled, within=20) == resources.settings.sync_default_bars
+
+
+async def test_live_bars_of_a_stock_align_to_its_session(
+    gql: GraphQLClient,
+    api_url: str,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    simulator: TradingViewSimulator,
+) -> None:
+    ibm = SymbolKey("NYSE", "IBM")  # symbol_resolved: 0930-1600, America/New_York
+    await watching(gql, ibm)
+    # Friday 2026-11-20, 09:38 New York (14:38 UTC): the hour bar began at 09:30 there.
+    await trade(simulator, stream_clock, [(T0 + 1, 230.0, 10.0), (T0 + 30, 231.0, 20.0)], key=ibm)
+    async with session(api_url) as s:
+        hours = Collector(s, LIVE_BARS, {"e": "NYSE", "s": "IBM", "i": "HOUR_1"})
+        bar = await hours.next(lambda b: b["close"] == 231.0)
+        assert bar["timestamp"] == T0 - 8 * 60  # 14:30 UTC, not 14:00
+        days = Collector(s, LIVE_BARS, {"e": "NYSE", "s": "IBM", "i": "DAY_1"})
+        assert (await days.next())["timestamp"] == T0 - 8 * 60  # stamped at the open, as TradingView does
+    # After the close (16:05 New York), a trade goes into no regular-session bar.
+    after_close = T0 + 6 * 3600 + 27 * 60
+    await trade(simulator, stream_clock, [(after_close, 240.0, 30.0)], key=ibm)
+
+    async def counted() -> bool:
+        result = await gql.data("{ streamStatus { outsideSessionTicks } }")
+        return bool(result["streamStatus"]["outsideSessionTicks"] == 1)
+
+    await until(counted)

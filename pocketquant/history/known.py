@@ -33,6 +33,10 @@ class SymbolChecker:
         self._redis = redis
         self._cache_seconds = cache_seconds
 
+    async def metadata(self, keys: Sequence[SymbolKey]) -> dict[SymbolKey, SymbolMetadata | None]:
+        """What TradingView says of each symbol now (None: it does not know it)."""
+        return await self._resolve(keys) if keys else {}
+
     async def unknown(self, keys: Sequence[SymbolKey]) -> list[SymbolKey]:
         """The symbols among ``keys`` that TradingView does not know, in order."""
         pending = list(dict.fromkeys(keys))

@@ -28,11 +28,13 @@ from redis.exceptions import RedisError
 from pocketquant.domain import BarColumns, SeriesKey, SymbolKey
 from pocketquant.domain.aggregator import BarAggregator, LiveBar
 from pocketquant.domain.bars import Bar
+from pocketquant.domain.sessions import Calendar, InvalidSessionError
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.realtime import wire
 from pocketquant.realtime.documents import WatchedSymbol
 from pocketquant.realtime.leader import LeaderLock, run_as_leader
 from pocketquant.resources import Resources
+from pocketquant.tradingview.history import ProviderError
 from pocketquant.tradingview.quotes import QuoteClient, QuoteUpdate
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class StreamService:
             wall_clock=clock,
             on_disconnected=self.aggregator.interrupted,
         )
+        self._calendars: dict[SymbolKey, Calendar | None] = {}  # sessions of streamed symbols
         self._persist: asyncio.Queue[LiveBar] = asyncio.Queue()
         self._writing: list[LiveBar] = []  # the batch being stored
         self._seq = time.time_ns()  # increases across restarts and failovers
@@ -122,14 +125,55 @@ class StreamService:
             try:
                 docs = await WatchedSymbol.find_all().to_list()
                 wanted = {SymbolKey(d.exchange, d.symbol) for d in docs}
-                removed = self.client.watched - wanted
-                await self.client.set_watched(wanted)
+                await self._learn_sessions(wanted - self._calendars.keys())
+                # A symbol streams once its sessions are known: its bars are aligned to
+                # them from its first tick (UTC bars of a stock would land beside the
+                # history's session-aligned ones).
+                ready = {k for k in wanted if k in self._calendars}
+                removed = self.client.watched - ready
+                await self.client.set_watched(ready)
                 for key in removed:
                     self.aggregator.forget(key)
+                    self._calendars.pop(key, None)
                     await self._resources.redis.delete(wire.snapshot_key(key))
             except Exception as exc:  # keep streaming what we have; try again shortly
                 log.warning("watchlist refresh failed: %s", exc)
             await asyncio.sleep(self._settings.watchlist_refresh_seconds)
+
+    async def _learn_sessions(self, keys: set[SymbolKey]) -> None:
+        """Each symbol's session calendar: from its stored record, else from TradingView.
+        A symbol whose sessions cannot be learned now waits (tried again next round)."""
+        if not keys:
+            return
+        known: dict[SymbolKey, tuple[str, str]] = {}
+        for record in await SymbolRecord.find(
+            {"$or": [{"exchange": k.exchange, "symbol": k.symbol} for k in keys]}
+        ).to_list():
+            if record.session and record.timezone:
+                known[SymbolKey(record.exchange, record.symbol)] = (record.session, record.timezone)
+        ask = sorted(keys - known.keys())
+        if ask:
+            try:
+                answers = await self._resources.symbols.metadata(ask)
+            except ProviderError as exc:
+                log.warning("sessions of %d symbols not learned yet (%s); they wait", len(ask), exc)
+                answers = {}
+            for key, meta in answers.items():
+                if meta is None:
+                    self._calendars[key] = None  # unknown to TradingView: it says so itself
+                elif meta.session and meta.timezone:
+                    known[key] = (meta.session, meta.timezone)
+                else:
+                    self._calendars[key] = None  # no session given: UTC, as for 24x7
+        for key, (session, timezone) in known.items():
+            try:
+                calendar = Calendar.parse(session, timezone)
+            except InvalidSessionError as exc:
+                self.client.stats.symbol_errors[key.ticker] = f"trading session not understood: {exc}"
+                log.warning("%s does not stream: %s", key, exc)
+                continue
+            self._calendars[key] = calendar
+            self.aggregator.set_calendar(key, calendar)
 
     async def _on_update(self, update: QuoteUpdate) -> None:
         bars: list[LiveBar] = []
@@ -267,11 +311,13 @@ class StreamService:
             "instance": self._instance,
             "connected": stats.connected,
             "watched": sorted(k.ticker for k in self.client.watched),
+            "receiving": sorted(k.ticker for k in self.client.receiving),
             "ticks_per_second": len(self._tick_times) / 10,
             "last_tick_at": self._last_tick_at,
             "reconnects": stats.reconnects,
             "last_error": stats.last_error,
             "late_ticks": self.aggregator.late_ticks,
+            "outside_session_ticks": self.aggregator.outside_session_ticks,
             "symbol_errors": dict(stats.symbol_errors),
             "bars_closed": self.bars_closed,
             "bars_persisted": self.bars_persisted,

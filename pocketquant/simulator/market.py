@@ -25,6 +25,9 @@ class Instrument:
     base_price: float
     decimals: int
     has_volume: bool = True
+    # What symbol_resolved says. Bars and ticks do not follow it yet: every instrument
+    # trades around the clock here for now.
+    session: str = "24x7"
 
     @property
     def key(self) -> SymbolKey:
@@ -42,7 +45,7 @@ class Instrument:
             "type": self.type,
             "currency_code": self.currency_code,
             "timezone": self.timezone,
-            "session": "24x7",
+            "session": self.session,
             "pricescale": 10**self.decimals,
             "minmov": 1,
             "has_intraday": True,
@@ -62,6 +65,17 @@ DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = (
     Instrument("MOEX", "SBER", "Сбербанк России", "stock", "RUB", "Europe/Moscow", 300.0, 2),
     Instrument("FX", "EURUSD", "Euro / U.S. Dollar", "forex", "USD", "Etc/UTC", 1.08, 5, has_volume=False),
     Instrument("CME_MINI", "ES1!", "E-mini S&P 500 Futures", "futures", "USD", "America/Chicago", 5200.0, 2),
+    Instrument(
+        "NYSE",
+        "IBM",
+        "International Business Machines",
+        "stock",
+        "USD",
+        "America/New_York",
+        230.0,
+        2,
+        session="0930-1600",
+    ),
 )
 
 

@@ -105,6 +105,14 @@ class QuoteClient:
     def watched(self) -> frozenset[SymbolKey]:
         return frozenset(self._watched)
 
+    @property
+    def receiving(self) -> frozenset[SymbolKey]:
+        """Watched symbols whose first quote on this connection has arrived: from then on
+        every trade of theirs arrives too."""
+        if self._ws is None:
+            return frozenset()
+        return frozenset(self._watched - self._awaiting_snapshot)
+
     async def set_watched(self, keys: Iterable[SymbolKey]) -> None:
         """Make the watched set ``keys``: subscribe new symbols and unsubscribe dropped
         ones on the live connection (or at the next connect)."""

@@ -17,7 +17,11 @@ from pocketquant.history.cache import EncodedPage
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 
 
-@strawberry.enum(name="Interval", description="Bar interval. Intraday intervals align to UTC epoch boundaries.")
+@strawberry.enum(
+    name="Interval",
+    description="Bar interval. Bars align to the instrument's trading sessions as TradingView aligns them "
+    "(24x7 instruments: UTC boundaries).",
+)
 class IntervalEnum(enum.Enum):
     MINUTE_1 = strawberry.enum_value("1m", description="1 minute")
     MINUTE_3 = strawberry.enum_value("3m", description="3 minutes")

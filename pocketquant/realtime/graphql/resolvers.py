@@ -66,8 +66,10 @@ class RealtimeQuery:
         raw = await info.context.resources.redis.get(wire.STATUS_KEY)
         if raw is None:
             return StreamStatus(
-                running=False, connected=False, instance=None, watched_symbols=[], ticks_per_second=0.0,
-                last_tick_age_seconds=None, reconnects=0, last_error=None, late_ticks=0, symbol_errors=[],
+                running=False, connected=False, instance=None, watched_symbols=[], receiving_symbols=[],
+                ticks_per_second=0.0,
+                last_tick_age_seconds=None, reconnects=0, last_error=None, late_ticks=0, outside_session_ticks=0,
+                symbol_errors=[],
                 bars_closed=0, bars_persisted=0, persist_backlog=0, reported_at=None,
             )  # fmt: skip
         s = json.loads(raw)
@@ -82,11 +84,13 @@ class RealtimeQuery:
             connected=alive and bool(s["connected"]),
             instance=s["instance"],
             watched_symbols=list(s["watched"]),
+            receiving_symbols=list(s.get("receiving", [])) if alive else [],
             ticks_per_second=float(s["ticks_per_second"]),
             last_tick_age_seconds=max(0.0, time.time() - last_tick) if last_tick is not None else None,
             reconnects=int(s["reconnects"]),
             last_error=s.get("last_error"),
             late_ticks=int(s["late_ticks"]),
+            outside_session_ticks=int(s.get("outside_session_ticks", 0)),
             symbol_errors=[SymbolError(ticker=t, message=m) for t, m in sorted(s["symbol_errors"].items())],
             bars_closed=int(s["bars_closed"]),
             bars_persisted=int(s["bars_persisted"]),

@@ -74,11 +74,17 @@ class StreamStatus:
     connected: bool = strawberry.field(description="Its TradingView connection is open.")
     instance: str | None
     watched_symbols: list[str]
+    receiving_symbols: list[str] = strawberry.field(
+        description="Watched symbols whose quotes arrive now (their first quote on the current connection came)."
+    )
     ticks_per_second: float = strawberry.field(description="Over the last 10 seconds.")
     last_tick_age_seconds: float | None
     reconnects: int
     last_error: str | None
     late_ticks: int = strawberry.field(description="Ticks older than the bar in progress (see the aggregator policy).")
+    outside_session_ticks: int = strawberry.field(
+        description="Trades outside their symbol's regular session (pre/post-market): in no bar."
+    )
     symbol_errors: list[SymbolError]
     bars_closed: int
     bars_persisted: int
