@@ -210,6 +210,10 @@ async def test_a_mongodb_outage_is_store_unavailable_within_seconds(settings: Se
         )
         assert unchecked.status_code == 503
         assert "could not be checked" in unchecked.text
+        # Health and readiness answer too: MongoDB is down, said without internals.
+        for path in ("/health", "/ready"):
+            probe = await http.get(path, headers={"Authorization": f"Bearer {unused}"})
+            assert probe.json()["components"]["mongodb"] == {"ok": False, "error": "unavailable"}, probe.text
 
 
 async def test_a_redis_outage_is_queue_unavailable(settings: Settings, admin_key: str) -> None:
