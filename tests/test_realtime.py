@@ -763,10 +763,10 @@ async def test_a_tracked_series_with_nothing_stored_is_filled_from_history(
     sim_clock.now = T0 + 1
     await trade(simulator, stream_clock, [(T0 - 20, 99.0, 990.0), (T0 + 1, 100.0, 1_000.0)])
 
-    async def filled() -> int:
-        return (await resources.store.stats(series)).bar_count
+    async def filled() -> bool:  # the whole history, once the sync has written every chunk
+        return (await resources.store.stats(series)).bar_count == resources.settings.sync_default_bars
 
-    assert await until(filled, within=20) == resources.settings.sync_default_bars
+    assert await until(filled, within=30)
 
 
 async def test_live_bars_of_a_stock_align_to_its_session(
