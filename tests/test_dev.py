@@ -204,3 +204,14 @@ async def test_dev_waits_out_a_redis_outage(tmp_path: Path) -> None:
     text = "".join(lines)
     assert "worker lost Redis" in text, text
     assert "Traceback" not in text, text
+
+
+async def test_dev_open_mode_is_announced_and_lets_mutations_through(tmp_path: Path) -> None:
+    port = free_port()
+    async with dev(tmp_path, port, "--open") as (_, _, lines):
+        assert "OPEN MODE: anyone who can reach this port can run every mutation" in "".join(lines).replace("\n", " ")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            result = await GraphQLClient(http).data(
+                'mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }'
+            )
+            assert result == {"watchSymbols": {"__typename": "WatchlistChanged"}}
