@@ -61,3 +61,14 @@ async def test_ready_is_503_when_mongodb_is_down_and_reports_a_missing_worker(
     assert anonymous.json()["components"]["mongodb"]["error"] in ("unavailable", "failing")
     assert "127.0.0.1:9" not in anonymous.text
     assert "127.0.0.1:9" in admin.json()["components"]["mongodb"]["error"]
+
+
+def test_the_readme_links_the_projects_own_docs() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = set(re.findall(r"\]\((docs/[^)]+)\)", readme))
+    assert links >= {"docs/architecture.md", "docs/data-model.md", "docs/tradingview.md", "docs/operations.md"}
+    for link in links:
+        assert (ROOT / link).is_file(), link
+    assert "../shared" not in readme  # a clone has no ../shared

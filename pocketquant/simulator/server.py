@@ -2,7 +2,7 @@
 
 It is what tests and the offline demo point the real clients at (tvdatafeed for
 history), so the client code runs end to end. It reproduces the traps listed in
-shared/TRADINGVIEW.md: several frames per message, UTF-16 frame lengths with
+docs/tradingview.md: several frames per message, UTF-16 frame lengths with
 non-ASCII payloads, heartbeats that must be echoed (or the connection is closed),
 ``symbol_error`` for unknown symbols, ``series_completed`` with fewer bars than asked
 (the 5,000-bar cap), and faults injected on command.
