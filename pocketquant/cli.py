@@ -271,6 +271,8 @@ def sync(
 ) -> None:
     """Sync symbols now, in this process, with a progress bar. Exits 1 if any failed."""
     _logging(verbose)
+    if not verbose:  # each result is printed once, below the progress bar, not logged too
+        logging.getLogger("pocketquant.history.service").setLevel(logging.WARNING)
     keys = _parse_tickers(tickers)
     intervals = _parse_intervals(interval)
     series = [SeriesKey.of(k, i) for k in keys for i in intervals]

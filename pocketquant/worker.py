@@ -218,4 +218,19 @@ async def stop_worker(worker: Worker, run_task: asyncio.Task[None], grace_second
         task.cancel()
     await asyncio.gather(*in_flight, return_exceptions=True)
     worker.tasks = {job_id: t for job_id, t in worker.tasks.items() if not t.cancelled()}
-    await worker.close()
+    # arq's close() reports "shutdown on SIGUSR1" when it handles no signals itself,
+    # whatever stopped it: say what happened instead.
+    arq_log = logging.getLogger("arq.worker")
+    level = arq_log.level
+    arq_log.setLevel(logging.WARNING)
+    try:
+        await worker.close()
+    finally:
+        arq_log.setLevel(level)
+    log.info(
+        "worker stopped: %d jobs complete, %d failed, %d retried, %d cut off (they run again)",
+        worker.jobs_complete,
+        worker.jobs_failed,
+        worker.jobs_retried,
+        len(in_flight) - sum(t.done() and not t.cancelled() for t in in_flight),
+    )

@@ -31,7 +31,7 @@ async def run(settings: Settings, *args: str) -> tuple[int, str]:
 async def test_sync_command_stores_bars_and_reports_failures(settings: Settings, resources: Resources) -> None:
     code, out = await run(settings, "sync", "NASDAQ:AAPL", "nasdaq:nope", "-i", "1d", "-i", "1h", "--bars", "20")
     assert code == 1, out  # one symbol failed
-    assert "✓ NASDAQ:AAPL@1d: 20 fetched, 20 new" in out
+    assert out.count("NASDAQ:AAPL@1d: 20 fetched, 20 new") == 1  # printed once, not logged too
     assert "✓ NASDAQ:AAPL@1h: 20 fetched, 20 new" in out
     assert "✗ NASDAQ:NOPE@1d: TradingView does not know NASDAQ:NOPE" in out
     statuses = {(s.symbol, s.interval): (s.state, s.bar_count) for s in await SyncStatus.find_all().to_list()}

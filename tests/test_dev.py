@@ -166,6 +166,8 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
             assert "using the services of `pocketquant dev`" in out.decode()
             assert (await GraphQLClient(http).data(four_hours))["bars"]["count"] == 7  # the cache was invalidated
     assert proc.returncode in (0, -signal.SIGINT), "".join(lines)
+    assert "SIGUSR1" not in "".join(lines)  # arq's misleading line after a SIGINT
+    assert "worker stopped:" in "".join(lines)
     assert not (tmp_path / "dev.env").exists()  # a stopped dev leaves no stale URLs behind
     assert "Traceback" not in "".join(lines), "".join(lines)
 
