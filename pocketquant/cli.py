@@ -31,11 +31,10 @@ console = Console(stderr=True)
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from pocketquant.logs import configure
+
+    json_lines = os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
+    configure(verbose=verbose, json_lines=json_lines)
     # tvdatafeed logs every error it swallows; we report them ourselves, once.
     logging.getLogger("tvDatafeed").setLevel(logging.CRITICAL)
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -18,6 +18,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
+from pocketquant import logs
 from pocketquant.history.dispatch import JOB_OWNER_PREFIX, SYNC_FUNCTION, WORKER_ALIVE_PREFIX
 from pocketquant.history.jobs import cron_jobs, sync_series
 from pocketquant.resources import Resources, open_resources
@@ -50,6 +51,7 @@ def build_worker(
         await exit_stack.aclose()
 
     async def on_job_start(ctx: dict[str, Any]) -> None:
+        logs.job_id.set(ctx["job_id"])  # the job's log lines carry its id (this runs in the job's task)
         # Which worker runs the job: if it dies, the others see it and run the job again.
         await ctx["redis"].set(_OWNER + ctx["job_id"], worker_id, ex=settings.sync_job_timeout_seconds + 10)
 

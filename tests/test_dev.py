@@ -117,7 +117,7 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
         # where reads need a key),
         api_port = free_port()
         api = await asyncio.create_subprocess_exec(
-            str(CLI), "api", env=os.environ | exports | {"PORT": str(api_port)},
+            str(CLI), "api", env=os.environ | exports | {"PORT": str(api_port), "LOG_FORMAT": "json"},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -140,6 +140,11 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
             api.send_signal(signal.SIGINT)
             api_out, _ = await asyncio.wait_for(api.communicate(), 30)
         assert "Traceback" not in api_out.decode(), api_out.decode()
+        # LOG_FORMAT=json: one JSON object per line, a request's lines with its id.
+        events = [json.loads(line) for line in api_out.decode().splitlines() if line.startswith("{")]
+        refusals = [e for e in events if e["message"] == "websocket refused: no API key"]
+        assert refusals, api_out.decode()
+        assert len(refusals[0]["request_id"]) == 16
         # and a sync from the command line.
         other = await asyncio.create_subprocess_exec(
             str(CLI), "sync", "NASDAQ:AAPL", "-i", "1h", "--bars", "10",

@@ -37,3 +37,20 @@ def test_printed_urls_hide_passwords() -> None:
     assert mask_url("redis://:s3cret@cache.internal:6379/0") == "redis://:****@cache.internal:6379/0"
     assert mask_url("mongodb://app:s3cret@db:27017/?replicaSet=rs0") == "mongodb://app:****@db:27017/?replicaSet=rs0"
     assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_json_log_lines_carry_the_request_or_job() -> None:
+    import json
+    import logging
+
+    from pocketquant.logs import JsonFormatter, job_id, request_id
+
+    formatter = JsonFormatter()
+    record = logging.LogRecord("pocketquant.x", logging.INFO, __file__, 1, "synced %s", ("NASDAQ:AAPL@1d",), None)
+    record.request_id, record.job_id = None, "sync:NASDAQ:AAPL:1d"
+    event = json.loads(formatter.format(record))
+    assert event["message"] == "synced NASDAQ:AAPL@1d"
+    assert event["job_id"] == "sync:NASDAQ:AAPL:1d"
+    assert "request_id" not in event
+    assert request_id.get() is None
+    assert job_id.get() is None

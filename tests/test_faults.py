@@ -253,8 +253,9 @@ async def test_the_worker_process_waits_out_a_redis_outage(settings: Settings, t
     await redis.start()
     own = settings.model_copy(update={"redis_url": redis.url})
     worker = await asyncio.create_subprocess_exec(
-        str(CLI), "worker", env=_env(own), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
+        str(CLI), "worker", env=_env(own, LOG_FORMAT="json"), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
     assert worker.stdout is not None
     lines: list[str] = []
 
@@ -294,6 +295,11 @@ async def test_the_worker_process_waits_out_a_redis_outage(settings: Settings, t
     text = "".join(lines)
     assert "worker lost Redis" in text, text
     assert "Traceback" not in text, text
+    # LOG_FORMAT=json: the job's own lines carry its id.
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    synced = [e for e in events if e["message"].startswith("synced NASDAQ:AAPL@1d")]
+    assert synced, text
+    assert synced[0]["job_id"] == "sync:NASDAQ:AAPL:1d"
 
 
 async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(

@@ -27,6 +27,7 @@ from pocketquant.api.loopwatch import LoopWatch
 from pocketquant.api.ratelimit import RateLimiter
 from pocketquant.api.schema import build_schema
 from pocketquant.auth.keys import InvalidApiKeyError, Scope
+from pocketquant.logs import RequestIdMiddleware
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
@@ -173,6 +174,7 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
                 max_age=600,
             ),
             Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes),
+            Middleware(RequestIdMiddleware),
         ],
         lifespan=lifespan,
     )
