@@ -28,24 +28,28 @@ async def watch(keys: Sequence[SymbolKey], cap: int) -> list[SymbolKey]:
     holds more than ``cap`` symbols, however many API processes add at once."""
     collection = WatchedSymbol.get_pymongo_collection()
     added: list[SymbolKey] = []
+
+    async def current() -> tuple[set[SymbolKey], set[int | None]]:
+        docs = await collection.find({}, {"exchange": 1, "symbol": 1, "slot": 1}).to_list()
+        return {SymbolKey(d["exchange"], d["symbol"]) for d in docs}, {d.get("slot") for d in docs}
+
     try:
+        watched, used = await current()  # read again only when another writer got in between
         for key in dict.fromkeys(keys):
-            while True:
-                docs = await collection.find({}, {"exchange": 1, "symbol": 1, "slot": 1}).to_list()
-                if any(d["exchange"] == key.exchange and d["symbol"] == key.symbol for d in docs):
-                    break  # already watched
-                used = {d.get("slot") for d in docs}
-                free = [slot for slot in range(cap) if slot not in used]
-                if len(docs) >= cap or not free:
+            while key not in watched:
+                free = next((slot for slot in range(cap) if slot not in used), None)
+                if len(watched) >= cap or free is None:
                     raise WatchlistFullError(f"the watch list holds at most {cap} symbols")
                 try:
                     await collection.insert_one(
-                        {"exchange": key.exchange, "symbol": key.symbol, "slot": free[0], "added_at": datetime.now(UTC)}
+                        {"exchange": key.exchange, "symbol": key.symbol, "slot": free, "added_at": datetime.now(UTC)}
                     )
                 except DuplicateKeyError:
-                    continue  # someone took that slot (or watched this symbol) meanwhile: look again
+                    watched, used = await current()  # that slot (or this symbol) was taken meanwhile
+                    continue
+                watched.add(key)
+                used.add(free)
                 added.append(key)
-                break
     except BaseException:
         # All or nothing: take back what this call added.
         for key in added:
