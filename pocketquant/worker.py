@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from pocketquant import logs
 from pocketquant.history.dispatch import JOB_OWNER_PREFIX, SYNC_FUNCTION, WORKER_ALIVE_PREFIX
 from pocketquant.history.jobs import cron_jobs, sync_series
+from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
 
@@ -43,7 +44,7 @@ def build_worker(
         ctx["worker_id"] = worker_id
         in_progress_ttl = settings.sync_job_timeout_seconds + 10  # what arq gives a running job's mark
         liveness = asyncio.create_task(_liveness(ctx["redis"], worker_id, in_progress_ttl), name="worker-liveness")
-        exit_stack.push_async_callback(_cancel, liveness)
+        exit_stack.push_async_callback(cancel_and_wait, liveness)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(RedisError):
@@ -129,12 +130,6 @@ async def reap_dead_workers_jobs(redis: Any, in_progress_ttl: float) -> list[str
         reaped.append(job_id)
         log.warning("job %s %s: it runs again", job_id, why)
     return reaped
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 class WorkerRunner:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pocketquant.domain import BarColumns, Interval, SeriesKey, SymbolKey
+from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.realtime import watchlist, wire
 from pocketquant.realtime.stream import StreamService
 from pocketquant.resources import Resources
@@ -22,7 +23,7 @@ from pocketquant.settings import Settings
 from pocketquant.simulator import TradingViewSimulator
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
-from tests.utils.live import stop, until
+from tests.utils.live import until
 
 CLI = Path(sys.executable).parent / "pocketquant"
 AAPL = SymbolKey("NASDAQ", "AAPL")
@@ -428,7 +429,7 @@ async def test_the_simulator_as_a_process_ticks_and_takes_faults_on_command(sett
 
                 await until(reconnected, within=10)
             finally:
-                await stop(task)
+                await cancel_and_wait(task)
     finally:
         sim.send_signal(signal.SIGINT)
         await asyncio.wait_for(sim.wait(), 10)
@@ -500,7 +501,7 @@ async def test_a_mongodb_outage_during_a_stream_loses_and_duplicates_no_bar(
                 bars = await until(stored, within=60)
                 recovered = time.monotonic() - back
             finally:
-                await stop(stream)
+                await cancel_and_wait(stream)
             # Every minute the stream received whole, once, with its ticks' values.
             # (The first minute's volume counts from the connection's snapshot, volume 0.)
             assert bars == [(t0 + 60 * m, 10.0 + m + 0.01, 10.0 + m + 0.30, 100.0 if m else 1_030.0) for m in range(5)]
@@ -578,7 +579,7 @@ async def test_a_redis_restart_during_a_stream_with_subscribers(
                 print(f"Redis restarted: streaming and relaying again {recovered:.1f} s after it came back")
             finally:
                 await ws.close()
-                await stop(stream)
+                await cancel_and_wait(stream)
             await resources.mongo.drop_database(own.mongodb_database)
     finally:
         await redis.stop()

@@ -18,6 +18,7 @@ from websockets.typing import Subprotocol
 from pocketquant.api.app import create_app
 from pocketquant.api.serving import serve
 from pocketquant.domain import Interval, SeriesKey, SymbolKey
+from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.realtime import wire
 from pocketquant.realtime.leader import LeaderLock
 from pocketquant.realtime.stream import run_stream
@@ -27,7 +28,7 @@ from pocketquant.simulator import TradingViewSimulator
 from tests.conftest import SIM_START
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
-from tests.utils.live import raw_subscriber, small_buffer_socket, stop, until
+from tests.utils.live import raw_subscriber, small_buffer_socket, until
 
 AAPL = SymbolKey("NASDAQ", "AAPL")
 BTC = SymbolKey("BINANCE", "BTCUSDT")
@@ -78,7 +79,7 @@ def stream_clock() -> ManualClock:
 async def stream(resources: Resources, stream_clock: ManualClock) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(run_stream(resources, instance="stream-a", clock=stream_clock))
     yield task
-    await stop(task)
+    await cancel_and_wait(task)
 
 
 @contextlib.asynccontextmanager
@@ -425,7 +426,7 @@ async def test_exactly_one_stream_and_takeover(
     with contextlib.suppress(asyncio.CancelledError):
         await first
     await until(lambda: _instance(gql, "second"))
-    await stop(second)
+    await cancel_and_wait(second)
 
 
 async def _instance(gql: GraphQLClient, name: str) -> bool:
@@ -584,7 +585,7 @@ async def test_closed_bars_survive_a_failing_store(
         assert await until(stored, within=20) == [T0, T0 + 60, T0 + 120]
         assert FlakyStore.failures == 0
     finally:
-        await stop(task)
+        await cancel_and_wait(task)
 
 
 async def test_identical_subscriptions_share_one_group(
@@ -738,7 +739,7 @@ async def test_a_takeover_stores_no_bar_the_new_leader_did_not_see_from_its_star
         # did); 14:39, which neither saw whole, is not stored.
         assert await until(stored) == [(T0, 10.0, 11.0, 110.0), (T0 + 120, 15.0, 15.0, 10.0)]
     finally:
-        await stop(second)
+        await cancel_and_wait(second)
 
 
 async def test_a_tracked_series_with_nothing_stored_is_filled_from_history(

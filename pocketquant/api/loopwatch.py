@@ -5,9 +5,10 @@ without yielding, and every request and subscriber of the process waited for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
+
+from pocketquant.infra.tasks import cancel_and_wait
 
 
 class LoopWatch:
@@ -24,9 +25,7 @@ class LoopWatch:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

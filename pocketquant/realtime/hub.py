@@ -24,6 +24,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from pocketquant.domain import Interval, SymbolKey
+from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.realtime import wire
 
 log = logging.getLogger(__name__)
@@ -156,9 +157,7 @@ class LiveHub:
 
     async def close(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await cancel_and_wait(self._reader)
         with contextlib.suppress(RedisError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 

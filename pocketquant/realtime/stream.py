@@ -30,6 +30,7 @@ from pocketquant.domain.aggregator import BarAggregator, LiveBar
 from pocketquant.domain.bars import Bar
 from pocketquant.domain.sessions import Calendar, InvalidSessionError
 from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.realtime import wire
 from pocketquant.realtime.documents import WatchedSymbol
 from pocketquant.realtime.leader import LeaderLock, run_as_leader
@@ -348,9 +349,7 @@ async def run_stream(resources: Resources, instance: str | None = None, clock: C
     try:
         await run_as_leader(lock, work)
     finally:
-        alive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await alive
+        await cancel_and_wait(alive)
 
 
 async def _say_alive(resources: Resources, instance: str) -> None:

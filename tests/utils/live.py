@@ -4,7 +4,6 @@ graphql-transport-ws client does."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 from typing import Any
@@ -39,13 +38,6 @@ async def raw_subscriber(
         json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": document, "variables": variables}})
     )
     return ws
-
-
-async def stop(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait until it has finished."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def small_buffer_socket(api_url: str) -> socket.socket:

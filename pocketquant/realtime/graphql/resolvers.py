@@ -108,7 +108,8 @@ class RealtimeMutation:
         settings = info.context.settings
         try:
             keys = _tickers(tickers, settings.max_symbols_per_subscription)
-            new = [k for k in keys if k not in await watchlist.watched()]
+            watched = await watchlist.watched()  # read once, not once per ticker
+            new = [k for k in keys if k not in watched]
             try:
                 unknown = await info.context.resources.symbols.unknown(new)
             except ProviderError as exc:
