@@ -19,6 +19,8 @@ from pocketquant.api.app import create_app
 from pocketquant.api.serving import serve
 from pocketquant.auth.keys import Scope
 from pocketquant.infra.embedded import embedded_mongodb, embedded_redis
+from pocketquant.infra.tasks import cancel_and_wait
+from pocketquant.realtime.stream import run_stream
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
 from pocketquant.simulator import TradingViewSimulator
@@ -58,11 +60,7 @@ async def simulator_server(sim_clock: ManualClock) -> AsyncIterator[TradingViewS
 @pytest.fixture
 def simulator(simulator_server: TradingViewSimulator, sim_clock: ManualClock) -> TradingViewSimulator:
     """The session's simulator, reset: no faults, no delay, no quote state, the clock at SIM_START."""
-    simulator_server.faults.clear()
-    simulator_server.fault_budget.clear()
-    simulator_server.quotes.clear()
-    simulator_server.resolve_names = False
-    simulator_server.series_delay = 0.0
+    simulator_server.reset()
     sim_clock.now = SIM_START
     return simulator_server
 
@@ -159,3 +157,15 @@ def non_utc_timezone(request: pytest.FixtureRequest) -> Iterator[str]:
     else:
         os.environ["TZ"] = before
     time.tzset()
+
+
+@pytest.fixture
+def stream_clock() -> ManualClock:
+    return ManualClock(SIM_START)
+
+
+@pytest.fixture
+async def stream(resources: Resources, stream_clock: ManualClock) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(run_stream(resources, instance="stream-a", clock=stream_clock))
+    yield task
+    await cancel_and_wait(task)

@@ -12,7 +12,6 @@ from pocketquant.history.codec import pack_values, unpack_values
 from pocketquant.history.documents import BarChunk, SyncStatus
 from pocketquant.resources import Resources
 from pocketquant.simulator import Fault, TradingViewSimulator
-from tests.conftest import SIM_START
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import BARS_COLUMNS, BARS_OBJECTS, SYNC_SYMBOL, GraphQLClient
 
@@ -271,7 +270,7 @@ async def test_track_untrack_and_scheduled_resync(gql: GraphQLClient, worker: Wo
         "삼성전자",
         "KRW",
         "Asia/Seoul",
-        "24x7",  # the simulator trades every instrument around the clock for now
+        "0900-1530",
         "stock",
     )
     assert [(s["interval"], s["state"]) for s in symbol["syncStatus"]] == [
@@ -427,4 +426,5 @@ async def test_query_limits(gql: GraphQLClient) -> None:
 
 async def test_started_at_reflects_the_simulator_clock(gql: GraphQLClient, worker: Worker) -> None:
     job = await sync(gql, interval="DAY_1", bars=3)
-    assert job["result"]["lastBar"] == datetime.fromtimestamp(Interval.DAY_1.floor(int(SIM_START)), UTC).isoformat()
+    # AAPL's daily bar is stamped at its session open, 09:30 New York (14:30 UTC).
+    assert job["result"]["lastBar"] == "2026-11-20T14:30:00+00:00"

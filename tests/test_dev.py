@@ -74,13 +74,14 @@ def dev_key(tmp_path: Path) -> str:
 
 
 async def two_live_quotes(port: int, key: str | None = None) -> None:
-    """Subscribe to live quotes of NASDAQ:AAPL and get the snapshot and an update."""
-    query = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { ticker price } }'
+    """Subscribe to live quotes of BINANCE:BTCUSDT (it trades around the clock, stocks
+    only in their sessions) and get the snapshot and an update."""
+    query = 'subscription { liveQuotes(tickers: ["BINANCE:BTCUSDT"]) { ticker price } }'
     ws = await raw_subscriber(f"ws://127.0.0.1:{port}/graphql", "q", query, {}, key=key)
     try:
         for _ in range(2):
             message = json.loads(await asyncio.wait_for(ws.recv(), 20))
-            assert message["payload"]["data"]["liveQuotes"]["ticker"] == "NASDAQ:AAPL", message
+            assert message["payload"]["data"]["liveQuotes"]["ticker"] == "BINANCE:BTCUSDT", message
     finally:
         await ws.close()
 
@@ -109,7 +110,7 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
             assert (await gql.data(bars))["bars"]["count"] == 50
 
             # Its stream streams what is watched, from the simulator's ticks.
-            await gql.data('mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }')
+            await gql.data('mutation { watchSymbols(tickers: ["BINANCE:BTCUSDT"]) { __typename } }')
             await two_live_quotes(port)
 
         # Other commands, with the recorded values, work on the same services: another
@@ -219,6 +220,6 @@ async def test_dev_open_mode_is_announced_and_lets_mutations_through(tmp_path: P
         assert "OPEN MODE: anyone who can reach this port can run every mutation" in "".join(lines).replace("\n", " ")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             result = await GraphQLClient(http).data(
-                'mutation { watchSymbols(tickers: ["NASDAQ:AAPL"]) { __typename } }'
+                'mutation { watchSymbols(tickers: ["BINANCE:BTCUSDT"]) { __typename } }'
             )
             assert result == {"watchSymbols": {"__typename": "WatchlistChanged"}}

@@ -414,7 +414,7 @@ async def test_the_simulator_as_a_process_ticks_and_takes_faults_on_command(sett
                 updates.append(update)
 
             client = QuoteClient(printed["TRADINGVIEW_WEBSOCKET_URL"], collect, backoff_base=0.05)
-            await client.set_watched([AAPL])
+            await client.set_watched([SymbolKey("BINANCE", "BTCUSDT")])  # trades around the clock
             task = asyncio.create_task(client.run())
             try:
 

@@ -4,15 +4,12 @@ running API, fed by the stream process from the simulator's quote mode through R
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
-from gql.transport.websockets import WebsocketsTransport
 from websockets.typing import Subprotocol
 
 from pocketquant.api.app import create_app
@@ -28,7 +25,17 @@ from pocketquant.simulator import TradingViewSimulator
 from tests.conftest import SIM_START
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
-from tests.utils.live import raw_subscriber, small_buffer_socket, until
+from tests.utils.live import (
+    Collector,
+    raw_subscriber,
+    receiving_all,
+    session,
+    small_buffer_socket,
+    status,
+    until,
+    watch,
+    watching,
+)
 
 AAPL = SymbolKey("NASDAQ", "AAPL")
 BTC = SymbolKey("BINANCE", "BTCUSDT")
@@ -40,21 +47,6 @@ LIVE_QUOTES = "subscription($t: [String!]!) { liveQuotes(tickers: $t) { ticker p
 LIVE_QUOTES_SESSION = "subscription($t: [String!]!) { liveQuotes(tickers: $t) { ticker price session } }"
 
 
-async def watch(gql: GraphQLClient, *keys: SymbolKey) -> None:
-    result = (
-        await gql.data(
-            "mutation($t: [String!]!) { watchSymbols(tickers: $t) { __typename } }", {"t": [k.ticker for k in keys]}
-        )
-    )["watchSymbols"]
-    assert result["__typename"] == "WatchlistChanged"
-
-
-async def watching(gql: GraphQLClient, *keys: SymbolKey) -> None:
-    """Watch ``keys`` and wait until the stream is connected and streams them."""
-    await watch(gql, *keys)
-    await until(lambda: _watching(gql, {k.ticker for k in keys}))
-
-
 async def trade(
     simulator: TradingViewSimulator, clock: ManualClock, ticks: list[tuple[int, float, float]], key: SymbolKey = AAPL
 ) -> None:
@@ -62,62 +54,6 @@ async def trade(
     for t, price, volume in ticks:
         clock.now = t
         await simulator.push_quote(key, lp=price, lp_time=t, volume=volume)
-
-
-async def status(gql: GraphQLClient) -> dict[str, Any]:
-    query = "{ streamStatus { running connected instance watchedSymbols receivingSymbols reconnects lateTicks barsPersisted ticksPerSecond lastTickAgeSeconds symbolErrors { ticker message } } }"
-    result: dict[str, Any] = (await gql.data(query))["streamStatus"]
-    return result
-
-
-@pytest.fixture
-def stream_clock() -> ManualClock:
-    return ManualClock(SIM_START)
-
-
-@pytest.fixture
-async def stream(resources: Resources, stream_clock: ManualClock) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(run_stream(resources, instance="stream-a", clock=stream_clock))
-    yield task
-    await cancel_and_wait(task)
-
-
-@contextlib.asynccontextmanager
-async def session(api_url: str) -> AsyncIterator[Any]:
-    transport = WebsocketsTransport(
-        url=api_url.replace("http", "ws") + "/graphql", subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
-    )
-    async with Client(transport=transport, fetch_schema_from_transport=False) as s:
-        yield s
-
-
-class Collector:
-    """Runs one subscription in the background and queues what it yields."""
-
-    def __init__(self, s: Any, document: str, variables: dict[str, Any]) -> None:
-        self.items: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.error: BaseException | None = None
-        self.task = asyncio.create_task(self._run(s, GraphQLRequest(document, variable_values=variables)))
-
-    async def _run(self, s: Any, request: GraphQLRequest) -> None:
-        try:
-            async for result in s.subscribe(request):
-                await self.items.put(next(iter(result.values())))
-        except Exception as exc:
-            self.error = exc
-
-    async def next(self, where: Any = lambda item: True, within: float = 10.0) -> dict[str, Any]:
-        async with asyncio.timeout(within):
-            while True:
-                item = await self.items.get()
-                if where(item):
-                    return item
-
-    async def failure(self) -> BaseException:
-        async with asyncio.timeout(10):
-            await self.task
-        assert self.error is not None
-        return self.error
 
 
 async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stored(
@@ -172,7 +108,8 @@ async def test_quotes_and_bars_stream_to_subscribers_and_completed_bars_are_stor
             "closed": True,
         }
         hour_bar = await hour.next(lambda b: b["close"] == 100.5)
-        assert (hour_bar["timestamp"], hour_bar["partial"], hour_bar["closed"]) == (T0 - 38 * 60, True, False)
+        # AAPL's hours open at :30 New York time, with its session: this one at 14:30 UTC.
+        assert (hour_bar["timestamp"], hour_bar["partial"], hour_bar["closed"]) == (T0 - 8 * 60, True, False)
 
     # The completed bar is in the store, so the history query has it; the partial one is not.
     stored = await until(lambda: _stored_minutes(gql))
@@ -207,11 +144,6 @@ async def test_a_late_subscriber_gets_the_closed_bar_not_a_stale_one(
     async with session(api_url) as s:
         late = await Collector(s, LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_1"}).next()
         assert (late["timestamp"], late["close"], late["closed"]) == (T0 + 60, 12.0, True)
-
-
-async def _watching(gql: GraphQLClient, tickers: set[str]) -> bool:
-    s = await status(gql)
-    return bool(s["connected"]) and set(s["receivingSymbols"]) >= tickers
 
 
 async def _stored_minutes(gql: GraphQLClient) -> list[dict[str, Any]]:
@@ -571,7 +503,7 @@ async def test_closed_bars_survive_a_failing_store(
     await watch(gql, AAPL)
     task = asyncio.create_task(run_stream(flaky, instance="flaky", clock=stream_clock))
     try:
-        await until(lambda: _watching(gql, {"NASDAQ:AAPL"}))
+        await until(lambda: receiving_all(gql, {"NASDAQ:AAPL"}))
         for t, price in [(T0 + 1, 1.0), (T0 + 61, 2.0), (T0 + 121, 3.0)]:
             stream_clock.now = t
             await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=float(t))

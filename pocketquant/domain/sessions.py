@@ -75,8 +75,16 @@ class Calendar:
 
     def sessions(self, day: date) -> list[tuple[int, int]]:
         """The (open, close) epoch seconds of trading day ``day``'s sessions, in order;
-        none on a day without trading."""
+        none on a day without trading. A 24x7 instrument's day is the UTC day."""
+        if self.always:
+            start = int(datetime.combine(day, time(), UTC).timestamp())
+            return [(start, start + _DAY)]
         return _sessions(self, day)
+
+    def trading_day(self, t: int) -> date | None:
+        """The trading day whose sessions contain ``t``; None while the market is closed."""
+        found = self._session_day(t)
+        return None if found is None else found[2]
 
     def _trading_day(self, t: int) -> date:
         """The trading day ``t`` can belong to: its local date, or the next one for the

@@ -85,10 +85,20 @@ class TradingViewSimulator:
         self._server: Server | None = None
         self._connections: set[_Connection] = set()
         self.quotes: dict[SymbolKey, dict[str, Any]] = {}  # the last full quote of each symbol
+        self._played: dict[SymbolKey, int] = {}  # each symbol's tape has been sent up to here
         # Name quotes by resolve string (={"symbol":...}) instead of EXCHANGE:SYMBOL, as
         # TradingView does for symbols added that way by other clients.
         self.resolve_names = False
         self._auto_ticks: asyncio.Task[None] | None = None
+
+    def reset(self) -> None:
+        """No faults, no delay, no quote state (tests start from here)."""
+        self.faults.clear()
+        self.fault_budget.clear()
+        self.quotes.clear()
+        self._played.clear()
+        self.resolve_names = False
+        self.series_delay = 0.0
 
     async def __aenter__(self) -> TradingViewSimulator:
         await self.start()
@@ -225,23 +235,24 @@ class TradingViewSimulator:
     # -- quotes --------------------------------------------------------------------
 
     def quote(self, key: SymbolKey) -> dict[str, Any] | None:
-        """The full current quote of a known symbol (created on first use)."""
+        """The full current quote of a known symbol (created on first use, from the
+        tape's last trade at or before now)."""
         if key not in self.quotes:
             instrument = self.market.get(key)
             if instrument is None:
                 return None
             now = int(self.clock())
-            price = self.market.price(instrument, now)
+            last = self.market.last_trade(instrument, now)
             tick = 10**-instrument.decimals
             self.quotes[key] = {
-                "lp": price,
-                "lp_time": now,
+                "lp": last.price,
+                "lp_time": last.time,
                 "ch": 0.0,
                 "chp": 0.0,
-                "volume": 0.0,
-                "bid": round(price - tick, instrument.decimals),
-                "ask": round(price + tick, instrument.decimals),
-                "current_session": "market",
+                "volume": last.total,
+                "bid": round(last.price - tick, instrument.decimals),
+                "ask": round(last.price + tick, instrument.decimals),
+                "current_session": self.market.session_name(instrument, now),
                 "description": instrument.description,
                 "exchange": instrument.exchange,
                 "type": instrument.type,
@@ -250,6 +261,7 @@ class TradingViewSimulator:
                 "minmov": 1,
                 "timezone": instrument.timezone,
             }
+            self._played[key] = now
         return self.quotes[key]
 
     async def push_quotes(self, updates: list[tuple[SymbolKey, dict[str, Any]]]) -> None:
@@ -274,30 +286,35 @@ class TradingViewSimulator:
             dropped += 1
         return dropped
 
+    async def play(self, until: int | None = None) -> int:
+        """Send every quoted symbol's trades on the tape up to ``until`` (default: the
+        clock) since the last ones sent (or its snapshot), each as one update, in order.
+        Returns how many trades were sent."""
+        now = int(self.clock()) if until is None else until
+        keys = sorted({k for c in self._connections for k in c.quoted_keys()}, key=lambda k: k.ticker)
+        updates: list[tuple[SymbolKey, dict[str, Any]]] = []
+        for key in keys:
+            instrument = self.market.get(key)
+            if instrument is None or self.quote(key) is None:
+                continue
+            after = self._played.get(key, now)
+            for trade in self.market.trades(instrument, after, now):
+                fields: dict[str, Any] = {"lp": trade.price, "lp_time": trade.time, "current_session": trade.session}
+                if instrument.has_volume:
+                    fields["volume"] = trade.total
+                updates.append((key, fields))
+            self._played[key] = max(after, now)
+        if updates:
+            await self.push_quotes(updates)
+        return len(updates)
+
     def start_auto_ticks(self, every: float = 0.5) -> None:
-        """Tick every quoted symbol along its simulated price path (for the demo)."""
+        """Send the quoted symbols' trades from the tape as the clock passes them."""
 
         async def loop() -> None:
-            rng = random.Random(7)
             while True:
                 await asyncio.sleep(every)
-                keys = {k for c in self._connections for k in c.quoted_keys()}
-                now = int(self.clock())
-                updates = []
-                for key in sorted(keys):
-                    instrument = self.market.get(key)
-                    state = self.quote(key)
-                    if instrument is None or state is None:
-                        continue
-                    price = round(
-                        self.market.price(instrument, now) * (1 + rng.uniform(-5e-4, 5e-4)), instrument.decimals
-                    )
-                    fields: dict[str, Any] = {"lp": price, "lp_time": now}
-                    if instrument.has_volume:
-                        fields["volume"] = state["volume"] + rng.randint(1, 50)
-                    updates.append((key, fields))
-                if updates:
-                    await self.push_quotes(updates)
+                await self.play()
 
         if self._auto_ticks is None:
             self._auto_ticks = asyncio.create_task(loop())
@@ -463,7 +480,7 @@ class _Connection:
                 "s": rows,
                 "ns": {"d": "", "indexes": []},
                 "t": series_id,
-                "lbs": {"bar_close_time": interval.next_start(now)} if bars else {},
+                "lbs": {"bar_close_time": bar[1]} if bars and (bar := instrument.calendar.bar(interval, now)) else {},
             }
         }
         self.sim.stats.series_served += 1

@@ -4,12 +4,19 @@ graphql-transport-ws client does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import websockets
+from gql import Client, GraphQLRequest
+from gql.transport.websockets import WebsocketsTransport
 from websockets.typing import Subprotocol
+
+from pocketquant.domain import SymbolKey
+from tests.utils.graphql import GraphQLClient
 
 
 async def until(predicate: Any, within: float = 10.0) -> Any:
@@ -49,3 +56,67 @@ def small_buffer_socket(api_url: str) -> socket.socket:
     sock.connect(("127.0.0.1", int(api_url.rsplit(":", 1)[1])))
     sock.setblocking(False)
     return sock
+
+
+@contextlib.asynccontextmanager
+async def session(api_url: str) -> AsyncIterator[Any]:
+    transport = WebsocketsTransport(
+        url=api_url.replace("http", "ws") + "/graphql", subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+    )
+    async with Client(transport=transport, fetch_schema_from_transport=False) as s:
+        yield s
+
+
+class Collector:
+    """Runs one subscription in the background and queues what it yields."""
+
+    def __init__(self, s: Any, document: str, variables: dict[str, Any]) -> None:
+        self.items: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.error: BaseException | None = None
+        self.task = asyncio.create_task(self._run(s, GraphQLRequest(document, variable_values=variables)))
+
+    async def _run(self, s: Any, request: GraphQLRequest) -> None:
+        try:
+            async for result in s.subscribe(request):
+                await self.items.put(next(iter(result.values())))
+        except Exception as exc:
+            self.error = exc
+
+    async def next(self, where: Any = lambda item: True, within: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                item = await self.items.get()
+                if where(item):
+                    return item
+
+    async def failure(self) -> BaseException:
+        async with asyncio.timeout(10):
+            await self.task
+        assert self.error is not None
+        return self.error
+
+
+async def watch(gql: GraphQLClient, *keys: SymbolKey) -> None:
+    result = (
+        await gql.data(
+            "mutation($t: [String!]!) { watchSymbols(tickers: $t) { __typename } }", {"t": [k.ticker for k in keys]}
+        )
+    )["watchSymbols"]
+    assert result["__typename"] == "WatchlistChanged"
+
+
+async def watching(gql: GraphQLClient, *keys: SymbolKey) -> None:
+    """Watch ``keys`` and wait until the stream is connected and streams them."""
+    await watch(gql, *keys)
+    await until(lambda: receiving_all(gql, {k.ticker for k in keys}))
+
+
+async def status(gql: GraphQLClient) -> dict[str, Any]:
+    query = "{ streamStatus { running connected instance watchedSymbols receivingSymbols reconnects lateTicks barsPersisted ticksPerSecond lastTickAgeSeconds symbolErrors { ticker message } } }"
+    result: dict[str, Any] = (await gql.data(query))["streamStatus"]
+    return result
+
+
+async def receiving_all(gql: GraphQLClient, tickers: set[str]) -> bool:
+    s = await status(gql)
+    return bool(s["connected"]) and set(s["receivingSymbols"]) >= tickers
