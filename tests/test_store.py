@@ -63,6 +63,38 @@ async def test_a_corrected_bar_rewrites_only_its_chunk(resources: Resources) -> 
     assert (await resources.store.stats(SERIES)).bar_count == 3_000
 
 
+async def test_a_bar_fetched_while_forming_never_replaces_a_final_one(resources: Resources) -> None:
+    """A sync fetches minute M half-way; the stream stores the whole minute M; the
+    sync's write lands after it. The whole minute stays."""
+    whole = make_bars(3, seed=1)
+    half = BarColumns.from_bars([*list(whole)[:-1], Bar(whole.t[-1], 100.0, 100.5, 99.5, 100.2, 3.0)])
+
+    async def newest() -> Bar:
+        return (await resources.store.read_page(SERIES, start=None, end=None, limit=1, newest_first=True)).bars.bar(0)
+
+    await resources.store.write(SERIES, whole)  # the stream's final bars
+    late = await resources.store.write(SERIES, half, forming=half.t[-1])
+    assert (late.bars_updated, late.chunks_written) == (0, 0)
+    assert await newest() == whole.bar(-1)
+
+    # The other way round: a forming bar is stored (marked), and the final one replaces it.
+    other = SeriesKey("NASDAQ", "MSFT", Interval.MINUTE_1)
+    await resources.store.write(other, half, forming=half.t[-1])
+    chunk = await BarChunk.find_one(BarChunk.symbol == "MSFT")
+    assert chunk is not None
+    assert chunk.forming == half.t[-1]
+    # A newer fetch of the still forming bar replaces the older one.
+    later = BarColumns.from_bars([Bar(whole.t[-1], 100.0, 100.9, 99.5, 100.4, 5.0)])
+    assert (await resources.store.write(other, later, forming=later.t[0])).bars_updated == 1
+    final = await resources.store.write(other, whole)
+    assert final.bars_updated == 1
+    chunk = await BarChunk.find_one(BarChunk.symbol == "MSFT")
+    assert chunk is not None
+    assert chunk.forming is None
+    page = await resources.store.read_page(other, start=None, end=None, limit=10)
+    assert list(page.bars) == list(whole)
+
+
 async def test_overlapping_writes_merge_without_duplicates(resources: Resources) -> None:
     await resources.store.write(SERIES, make_bars(1_500))
     newer = make_bars(1_500, start=T0 + 1_000 * 60)  # 500 overlap, values differ

@@ -42,6 +42,8 @@ class BarChunk(Document):
     the times of its oldest and newest bar; ``version`` guards concurrent writers.
     Columns are packed little-endian arrays (see ``history/codec.py``): ``t`` int64
     epoch seconds, ``o h l c v`` float64, ``n`` entries each, oldest first.
+    ``forming`` is the time of a bar in it that was stored while still in progress (a
+    sync's newest bar): partial values, which any final bar of that time replaces.
     """
 
     exchange: str
@@ -52,6 +54,7 @@ class BarChunk(Document):
     last: int
     n: int
     version: int = 1
+    forming: int | None = None
     t: bytes
     o: bytes
     h: bytes

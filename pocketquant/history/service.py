@@ -88,7 +88,7 @@ class SyncService:
                 },
             )
             raise
-        write = await self._store.write(series, fetched.bars)
+        write = await self._store.write(series, fetched.bars, forming=fetched.forming)
         if write.changed:
             await self._cache.invalidate(series)
         await self._remember_symbol(series, fetched.metadata)

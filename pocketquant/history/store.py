@@ -4,6 +4,11 @@ A write reads the chunks it touches, merges the incoming bars (incoming wins), a
 writes back only the chunks whose content changed, so re-writing identical bars costs
 reads only. Each chunk carries a version; a writer that lost a race re-reads and
 re-merges, so concurrent writers (a sync and the live stream) never lose bars.
+
+A bar still forming when written (a history sync's newest bar, fetched mid-period) is
+marked so in its chunk (``forming``): it never replaces a final bar of the same time,
+so a sync that fetched a minute half-way and wrote late cannot overwrite the whole
+minute the stream stored meanwhile. Any later write of that time replaces it.
 """
 
 from __future__ import annotations
@@ -77,8 +82,9 @@ class BarStore:
     def _key(series: SeriesKey) -> dict[str, Any]:
         return {"exchange": series.exchange, "symbol": series.symbol, "interval": series.interval.value}
 
-    async def write(self, series: SeriesKey, bars: BarColumns) -> WriteResult:
-        """Merge ``bars`` (strictly increasing times) into the stored series."""
+    async def write(self, series: SeriesKey, bars: BarColumns, *, forming: int | None = None) -> WriteResult:
+        """Merge ``bars`` (strictly increasing times) into the stored series; ``forming``
+        is the time of one of them that was still in progress (its values are partial)."""
         bars.validate()
         groups: dict[int, list[int]] = {}
         for i, t in enumerate(bars.t):
@@ -90,7 +96,9 @@ class BarStore:
         totals = [0, 0, 0, 0]
         for start, rows in groups.items():
             incoming = {bars.t[i]: (bars.o[i], bars.h[i], bars.l[i], bars.c[i], bars.v[i]) for i in rows}
-            inserted, updated, unchanged, written = await self._write_chunk(key, start, existing.get(start), incoming)
+            inserted, updated, unchanged, written = await self._write_chunk(
+                key, start, existing.get(start), incoming, forming if forming in incoming else None
+            )
             totals[0] += inserted
             totals[1] += updated
             totals[2] += unchanged
@@ -103,16 +111,27 @@ class BarStore:
         start: int,
         doc: Mapping[str, Any] | None,
         incoming: dict[int, tuple[float, float, float, float, float]],
+        forming: int | None,
     ) -> tuple[int, int, int, int]:
         for _ in range(_MAX_CONFLICT_RETRIES):
             merged: dict[int, tuple[float, float, float, float, float]] = {}
+            was_forming = None
             if doc is not None:
                 old_bars = _decode(doc)
                 rows = zip(old_bars.o, old_bars.h, old_bars.l, old_bars.c, old_bars.v, strict=True)
                 merged = dict(zip(old_bars.t, rows, strict=True))
+                was_forming = doc.get("forming")
+            now_forming = was_forming
             inserted = updated = unchanged = 0
             for t, row in incoming.items():
                 old = merged.get(t)
+                if t == forming:
+                    if old is not None and was_forming != t:
+                        unchanged += 1  # a final bar stays: this one was fetched before its end
+                        continue
+                    now_forming = t
+                elif t == now_forming:
+                    now_forming = None  # final now
                 if old is None:
                     inserted += 1
                 elif old != row:
@@ -121,10 +140,16 @@ class BarStore:
                     unchanged += 1
                     continue
                 merged[t] = row
-            if inserted == 0 and updated == 0:
+            if inserted == 0 and updated == 0 and now_forming == was_forming:
                 return 0, 0, unchanged, 0
             times = sorted(merged)
-            fields: dict[str, Any] = {"t": pack_times(times), "first": times[0], "last": times[-1], "n": len(times)}
+            fields: dict[str, Any] = {
+                "t": pack_times(times),
+                "first": times[0],
+                "last": times[-1],
+                "n": len(times),
+                "forming": now_forming,
+            }
             for j, name in enumerate(_VALUES):
                 fields[name] = pack_values([merged[t][j] for t in times])
             if doc is None:

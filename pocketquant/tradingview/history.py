@@ -107,6 +107,9 @@ class FetchedHistory:
     series: SeriesKey
     bars: BarColumns
     metadata: SymbolMetadata | None
+    # The time of the newest bar if it was still forming when fetched (TradingView's
+    # ``lbs.bar_close_time`` lies past its open): its values are partial, not final.
+    forming: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ class _Exchange:
         self.error: ProviderError | None = None
         self.metadata: SymbolMetadata | None = None
         self.completed = False
+        self.bar_close_time: int | None = None  # when the newest bar closes, if still forming
 
     def fail(self, error: ProviderError) -> ProviderError:
         if self.error is None:
@@ -181,6 +185,12 @@ class _InspectingSocket:
             raise self._seen.fail(ProviderUnavailableError(f"TradingView {cmd.method}: {p}"))
         elif cmd.method == "series_completed":
             self._seen.completed = True
+        elif cmd.method == "timescale_update" and len(p) >= 2 and isinstance(p[1], dict):
+            for update in p[1].values():
+                lbs = update.get("lbs") if isinstance(update, dict) else None
+                close_time = lbs.get("bar_close_time") if isinstance(lbs, dict) else None
+                if isinstance(close_time, int | float) and not isinstance(close_time, bool):
+                    self._seen.bar_close_time = int(close_time)
 
 
 class _Datafeed(TvDatafeed):
@@ -262,7 +272,11 @@ class TradingViewHistory:
             if seen.completed:
                 raise EmptyHistoryError(f"TradingView returned no bars for {ticker} at {series.interval.value}")
             raise ProviderUnavailableError(f"TradingView gave no answer for {ticker} at {series.interval.value}")
-        return FetchedHistory(series, _columns(frame, ticker), seen.metadata)
+        bars = _columns(frame, ticker)
+        forming = None
+        if seen.bar_close_time is not None and len(bars) and seen.bar_close_time > bars.t[-1]:
+            forming = bars.t[-1]
+        return FetchedHistory(series, bars, seen.metadata, forming)
 
     async def search(self, text: str, exchange: str | None, limit: int) -> list[SymbolMatch]:
         params = {"text": text, "exchange": exchange or "", "start": "0", "hl": "1", "lang": "en"}
