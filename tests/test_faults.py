@@ -119,10 +119,10 @@ async def test_a_stopping_stream_stores_the_bars_that_closed(
     class DownStore(BarStore):
         up = False
 
-        async def write(self, series: SeriesKey, bars: BarColumns) -> Any:
+        async def write(self, series: SeriesKey, bars: BarColumns, *, forming: int | None = None) -> Any:
             if not DownStore.up:
                 raise ConnectionError("MongoDB is down")
-            return await super().write(series, bars)
+            return await super().write(series, bars, forming=forming)
 
     store = DownStore(resources.settings.chunk_size)
     service = StreamService(dataclasses.replace(resources, store=store), "stopping", clock=stream_clock)

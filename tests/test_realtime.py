@@ -493,11 +493,11 @@ async def test_closed_bars_survive_a_failing_store(
     class FlakyStore(BarStore):
         failures = 3
 
-        async def write(self, series: SeriesKey, bars: Any) -> Any:
+        async def write(self, series: SeriesKey, bars: Any, *, forming: int | None = None) -> Any:
             if FlakyStore.failures:
                 FlakyStore.failures -= 1
                 raise ConnectionError("MongoDB is down")
-            return await super().write(series, bars)
+            return await super().write(series, bars, forming=forming)
 
     flaky = dataclasses.replace(resources, store=FlakyStore(resources.settings.chunk_size))
     await watch(gql, AAPL)
