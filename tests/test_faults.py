@@ -341,6 +341,10 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
                 return job if job["workerAlive"] is False else None
 
             job = await until(worker_gone, within=15)
+            status_query = '{ syncStatus(exchange: "NASDAQ", symbol: "AAPL", interval: MINUTE_1) { state lastJobId } }'
+            body = await http.post("/graphql", json={"query": status_query})
+            # The series' status says what is known too: not RUNNING, but waiting to run again.
+            assert body.json()["data"]["syncStatus"] == [{"state": "INTERRUPTED", "lastJobId": enqueued.job_id}]
         assert job["state"] == "IN_PROGRESS"
         assert job["worker"].split(":")[1] == str(first.pid)
         second = await asyncio.create_subprocess_exec(
@@ -362,6 +366,10 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
         assert recovered < 20, recovered
         stats = await resources.store.stats(series)
         assert stats.bar_count == 3_000  # all of it, once
+        page = await resources.store.read_page(series, start=None, end=None, limit=5_000)
+        instrument = simulator.market.get(AAPL)
+        assert instrument is not None
+        assert list(page.bars) == simulator.market.history(instrument, Interval.MINUTE_1, 3_000, int(simulator.clock()))
         status = await SyncStatus.find_one({"exchange": "NASDAQ", "symbol": "AAPL", "interval": "1m"})
         assert status is not None
         assert status.state == "succeeded"
@@ -456,57 +464,102 @@ async def test_running_marks_are_cleared_only_for_jobs_whose_worker_is_gone(reso
     assert await redis.exists("arq:in-progress:sync:A:DEAD:1d", "arq:in-progress:sync:A:ORPHAN:1d") == 0
 
 
+# -- Outages during a stream, checked against what the provider serves -----------------
+#
+# The simulator's trades and its history come from one tape, so after any fault the
+# stored 1m bars over the window must be exactly the provider's: the minutes the stream
+# received whole from the stream, the others (the partial ones) back-filled by a history
+# sync through a real worker. Nothing missing, nothing twice, no truncated bar.
+
+
+async def _keep_history(series: SeriesKey) -> None:
+    """Track ``series``: a partial bar's back-fill then syncs it."""
+    from datetime import UTC, datetime
+
+    from pocketquant.history.documents import SymbolRecord
+
+    await SymbolRecord(
+        exchange=series.exchange, symbol=series.symbol, tracked=True, tracked_intervals=[series.interval.value],
+        updated_at=datetime.now(UTC),
+    ).insert()  # fmt: skip
+
+
+async def _play(
+    simulator: TradingViewSimulator, stream_clock: ManualClock, until_t: int, *, step: int = 15, pause: float = 0.05
+) -> None:
+    """Let the market trade up to ``until_t`` (sim time), ``step`` seconds at a time; the
+    stream's clock follows once each step's trades are sent."""
+    clock = simulator.clock
+    assert isinstance(clock, ManualClock)
+    t = int(clock.now)
+    while t < until_t:
+        t = min(t + step, until_t)
+        clock.now = t
+        await simulator.play(t)
+        await asyncio.sleep(pause)
+        stream_clock.now = t
+
+
+async def _as_served(
+    resources: Resources, simulator: TradingViewSimulator, series: SeriesKey, start: int, end: int
+) -> list[Any]:
+    """The stored bars opening in [start, end) if they are exactly the provider's (as of
+    the simulator's clock), else []."""
+    instrument = simulator.market.get(series.symbol_key)
+    assert instrument is not None
+    with contextlib.suppress(Exception):  # the store may be down
+        page = await resources.store.read_page(series, start=start, end=end - 1, limit=1_000)
+        served = simulator.market.bars_between(instrument, series.interval, start, end, int(simulator.clock()))
+        if list(page.bars) == served:
+            return served
+    return []
+
+
+@contextlib.asynccontextmanager
+async def _streaming(resources: Resources, stream_clock: ManualClock, instance: str) -> AsyncIterator[None]:
+    """A worker (that outlives Redis outages) and a stream of NASDAQ:AAPL, whose 1m history is kept."""
+    from pocketquant.realtime.stream import run_stream
+    from pocketquant.worker import WorkerRunner
+
+    await _keep_history(SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1))
+    await watchlist.watch([AAPL], 10)
+    runner = WorkerRunner(resources.settings, resources=resources, handle_signals=False, poll_delay=0.02)
+    worker = asyncio.create_task(runner.run())
+    stream = asyncio.create_task(run_stream(resources, instance=instance, clock=stream_clock))
+    try:
+        await until(lambda: _leader(resources), within=20)
+        yield
+    finally:
+        await cancel_and_wait(stream)
+        await cancel_and_wait(worker)
+
+
 async def test_a_mongodb_outage_during_a_stream_loses_and_duplicates_no_bar(
     settings: Settings, simulator: TradingViewSimulator, stream_clock: ManualClock, tmp_path: Path
 ) -> None:
     from pocketquant.infra.embedded import MongoServerProcess
-    from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
 
     mongodb = MongoServerProcess(tmp_path / "mongo.sqlite3")  # data on disk, as a real server's
     await mongodb.start()
-    own = settings.model_copy(update={"mongodb_url": mongodb.url})
+    # Closing on the clock waits 5 s past a bar's end: the next minute's first trade closes it.
+    own = settings.model_copy(update={"mongodb_url": mongodb.url, "bar_close_delay_seconds": 5})
     series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
     try:
-        async with open_resources(own) as resources:
-            await watchlist.watch([AAPL], 10)
-            stream = asyncio.create_task(run_stream(resources, instance="outage", clock=stream_clock))
-            try:
-                await until(lambda: _leader(resources), within=20)
-                t0 = int(stream_clock.now) // 60 * 60 + 60
-                ticks = [
-                    (t0 + 60 * m + s, 10.0 + m + s / 100, float(1_000 + 100 * m + s)) for m in range(5) for s in (1, 30)
-                ]
-                for t, price, volume in ticks[:2]:  # minute 0, received whole
-                    stream_clock.now = t
-                    await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
-                await mongodb.stop()  # MongoDB is gone for 20 s while minutes 1-3 close
-                stopped = time.monotonic()
-                for t, price, volume in ticks[2:]:
-                    stream_clock.now = t
-                    await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=volume)
-                    await asyncio.sleep(0.2)
-                stream_clock.now = t0 + 5 * 60 + 1  # minute 4 closes on the clock
-                await asyncio.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
-                await mongodb.start()
-                back = time.monotonic()
-
-                async def stored() -> list[tuple[int, float, float, float]]:
-                    with contextlib.suppress(Exception):
-                        page = await resources.store.read_page(series, start=None, end=None, limit=100)
-                        if len(page.bars) == 5:
-                            return [(b.time, b.open, b.close, b.volume) for b in page.bars]
-                    return []
-
-                bars = await until(stored, within=60)
-                recovered = time.monotonic() - back
-            finally:
-                await cancel_and_wait(stream)
-            # Every minute the stream received whole, once, with its ticks' values.
-            # (The first minute's volume counts from the connection's snapshot, volume 0.)
-            assert bars == [(t0 + 60 * m, 10.0 + m + 0.01, 10.0 + m + 0.30, 100.0 if m else 1_030.0) for m in range(5)]
-            assert (await resources.store.stats(series)).bar_count == 5
-            print(f"MongoDB down 20 s: every closed bar stored {recovered:.1f} s after it came back")
+        async with open_resources(own) as resources, _streaming(resources, stream_clock, "outage"):
+            start = int(stream_clock.now) // 60 * 60  # 14:37, joined half-way: partial, back-filled
+            await _play(simulator, stream_clock, start + 120)  # and 14:38 whole
+            assert await until(lambda: _as_served(resources, simulator, series, start, start + 120), within=30)
+            await mongodb.stop()  # MongoDB is gone for 20 s while 14:39, 14:40 and 14:41 close
+            stopped = time.monotonic()
+            await _play(simulator, stream_clock, start + 300, pause=0.3)
+            await asyncio.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
+            await mongodb.start()
+            back = time.monotonic()
+            bars = await until(lambda: _as_served(resources, simulator, series, start, start + 300), within=60)
+            recovered = time.monotonic() - back
+            assert [b.time for b in bars] == [start + 60 * m for m in range(5)]
+            print(f"MongoDB down 20 s: the 1m bars are the provider's {recovered:.1f} s after it came back")
             await resources.mongo.drop_database(own.mongodb_database)
     finally:
         await mongodb.stop()
@@ -518,68 +571,91 @@ async def test_a_redis_restart_during_a_stream_with_subscribers(
     from pocketquant.api.app import create_app
     from pocketquant.api.serving import serve
     from pocketquant.infra.embedded import RedisServerProcess
-    from pocketquant.realtime.stream import run_stream
     from pocketquant.resources import open_resources
     from tests.utils.live import raw_subscriber
 
     redis = RedisServerProcess(tmp_path / "redis", appendonly=True)  # as production's: AOF
     await redis.start()
-    own = settings.model_copy(update={"redis_url": redis.url})
+    own = settings.model_copy(update={"redis_url": redis.url, "bar_close_delay_seconds": 5})
     series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
     try:
-        async with open_resources(own) as resources, serve(create_app(own, resources)) as url:
-            await watchlist.watch([AAPL], 10)
-            stream = asyncio.create_task(run_stream(resources, instance="r", clock=stream_clock))
-            document = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { price } }'
+        async with (
+            open_resources(own) as resources,
+            serve(create_app(own, resources)) as url,
+            _streaming(resources, stream_clock, "r"),
+        ):
+            document = 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { time } }'
             ws = await raw_subscriber(url.replace("http", "ws") + "/graphql", "q", document, {})
             try:
-                await until(lambda: _leader(resources), within=20)
-                t0 = int(stream_clock.now) // 60 * 60 + 60
-
-                async def trade(t: int, price: float) -> None:
-                    stream_clock.now = t
-                    await simulator.push_quote(AAPL, lp=price, lp_time=t, volume=float(t - t0 + 1))
-
-                async def price_seen(price: float) -> bool:
-                    while True:
-                        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                        if message["payload"]["data"]["liveQuotes"]["price"] == price:
-                            return True
-
-                for t, price in [(t0 + 1, 1.0), (t0 + 30, 2.0), (t0 + 61, 3.0)]:  # 14:38 whole
-                    await trade(t, price)
-                assert await price_seen(3.0)
+                start = int(stream_clock.now) // 60 * 60
+                await _play(simulator, stream_clock, start + 120)  # 14:37 partial, 14:38 whole
+                assert await until(lambda: _as_served(resources, simulator, series, start, start + 120), within=30)
                 await redis.stop()  # Redis restarts: the stream cannot prove it leads, so it stops
                 await asyncio.sleep(1.5)
-                await trade(t0 + 90, 4.0)
+                await _play(simulator, stream_clock, start + 150, pause=0.2)  # trades nobody streams
                 await redis.start()
                 back = time.monotonic()
                 await until(lambda: _leader(resources), within=20)  # streaming again
 
                 async def relayed() -> bool:
-                    await trade(int(stream_clock.now) + 1, 5.0)
+                    await _play(simulator, stream_clock, int(stream_clock.now) + 5, step=5)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(1):
-                            return await price_seen(5.0)
+                            while True:
+                                message = json.loads(await ws.recv())
+                                sent = message["payload"]["data"]["liveQuotes"]["time"]
+                                if sent > datetime_of(start + 150):
+                                    return True
                     return False
 
                 await until(relayed, within=30)  # the subscriber's socket stayed open and is live again
                 recovered = time.monotonic() - back
-                stream_clock.now = t0 + 180
-                await trade(t0 + 181, 6.0)  # 14:41 began after the restart: whole
-                await trade(t0 + 241, 7.0)
-
-                async def stored() -> list[int]:
-                    page = await resources.store.read_page(series, start=None, end=None, limit=100)
-                    return page.bars.t if t0 + 180 in page.bars.t else []
-
-                # 14:38 was received whole; 14:39, cut by the restart, is not stored (14:40 had
-                # no trades).
-                assert await until(stored, within=20) == [t0, t0 + 180]
+                end = (int(stream_clock.now) // 60 + 3) * 60
+                await _play(simulator, stream_clock, end)
+                # 14:39 was cut by the restart: back-filled from history, like 14:37.
+                bars = await until(lambda: _as_served(resources, simulator, series, start, end - 60), within=30)
+                assert [b.time for b in bars] == list(range(start, end - 60, 60))
                 print(f"Redis restarted: streaming and relaying again {recovered:.1f} s after it came back")
             finally:
                 await ws.close()
-                await cancel_and_wait(stream)
             await resources.mongo.drop_database(own.mongodb_database)
     finally:
         await redis.stop()
+
+
+def datetime_of(t: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+async def test_a_takeover_mid_minute_leaves_exactly_the_providers_bars(
+    resources: Resources, simulator: TradingViewSimulator, stream_clock: ManualClock
+) -> None:
+    """The leader stops inside a minute (what SIGTERM does to `pocketquant stream`), trades
+    go on, a standby takes over: the cut minute is back-filled, none is lost or doubled."""
+    from pocketquant.realtime.stream import run_stream
+
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    async with _streaming(resources, stream_clock, "first"):
+        start = int(stream_clock.now) // 60 * 60
+        await _play(simulator, stream_clock, start + 135)
+        # _streaming's stream stops on leaving the block: the leader goes away at 14:39:15.
+    await _play(simulator, stream_clock, start + 150, pause=0.2)  # no stream meanwhile
+    second = asyncio.create_task(run_stream(resources, instance="second", clock=stream_clock))
+    from pocketquant.worker import WorkerRunner
+
+    runner = asyncio.create_task(WorkerRunner(resources.settings, resources=resources, handle_signals=False,
+                                              poll_delay=0.02).run())  # fmt: skip
+    try:
+
+        async def second_leads() -> bool:
+            return await _leader(resources) == "second"
+
+        await until(second_leads, within=20)
+        await _play(simulator, stream_clock, start + 300)
+        bars = await until(lambda: _as_served(resources, simulator, series, start, start + 240), within=30)
+        assert [b.time for b in bars] == [start + 60 * m for m in range(4)]
+    finally:
+        await cancel_and_wait(second)
+        await cancel_and_wait(runner)

@@ -274,17 +274,18 @@ class StreamService:
 
     async def _backfill(self, series: SeriesKey, partial: LiveBar) -> None:
         """Queue a sync of ``series`` from its newest stored bar (a sync may have stored
-        it while it was still in progress) through the bar in progress now: that covers
-        ``partial`` and whatever closed while no stream ran. A series with nothing stored
-        is synced whole if its history is kept (it is tracked at that interval, or was
-        synced before: every bar of it may have been partial so far); otherwise it is
-        left alone."""
+        it while it was still forming) or ``partial``, whichever is older, through the
+        bar in progress now: that covers ``partial`` and whatever closed while no stream
+        ran. A series with nothing stored is synced whole if its history is kept (it is
+        tracked at that interval, or was synced before: every bar of it may have been
+        partial so far); otherwise it is left alone."""
         page = await self._resources.store.read_page(series, start=None, end=None, limit=1, newest_first=True)
         if len(page.bars):
-            missing = (series.interval.floor(int(self._clock())) - page.bars.t[0]) // series.interval.nominal_seconds
-            if missing <= 0:
-                return  # history already reaches the bar in progress
-            n_bars = min(self._settings.sync_default_bars, missing + 1)
+            since = min(page.bars.t[0], partial.start)
+            missing = (series.interval.floor(int(self._clock())) - since) // series.interval.nominal_seconds
+            # The bars from `since` through the one in progress, and one more in case
+            # TradingView's clock has already passed into the next bar.
+            n_bars = min(self._settings.sync_default_bars, max(0, missing) + 2)
         elif await _history_kept(series):
             n_bars = self._settings.sync_default_bars
         else:

@@ -26,6 +26,7 @@ from pocketquant.history.graphql.types import (
     SyncJobResult,
     SyncJobState,
     SyncStatusType,
+    sync_statuses,
 )
 from pocketquant.tradingview.history import ProviderError
 
@@ -135,7 +136,7 @@ class HistoryQuery:
 
     @strawberry.field(description="Sync status of a symbol's series (all intervals, or one).")
     async def sync_status(
-        self, exchange: str, symbol: str, interval: IntervalEnum | None = None
+        self, info: Info, exchange: str, symbol: str, interval: IntervalEnum | None = None
     ) -> list[SyncStatusType]:
         key = inputs.symbol_key(exchange, symbol)
         query: dict[str, Any] = {"exchange": key.exchange, "symbol": key.symbol}
@@ -143,7 +144,7 @@ class HistoryQuery:
             query["interval"] = interval.value
         docs = await SyncStatus.find(query).to_list()
         docs.sort(key=lambda d: IntervalEnum(d.interval).to_domain().nominal_seconds)
-        return [SyncStatusType.from_document(d) for d in docs]
+        return await sync_statuses(info.context.resources.redis, docs)
 
     @strawberry.field(description="A sync job's state and, once finished, its result. Null if unknown or expired.")
     async def sync_job(self, info: Info, id: strawberry.ID) -> SyncJob | None:

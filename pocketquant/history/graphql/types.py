@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import strawberry
 from arq.jobs import JobStatus
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from pocketquant.api.context import Info
 from pocketquant.api.scalars import EpochSeconds, EpochSecondsArray, FloatArray, RawJSON
 from pocketquant.domain import BarColumns, Interval
 from pocketquant.history.cache import EncodedPage
+from pocketquant.history.dispatch import JOB_OWNER_PREFIX, WORKER_ALIVE_PREFIX
 from pocketquant.history.documents import SymbolRecord, SyncStatus
+
+log = logging.getLogger(__name__)
 
 
 @strawberry.enum(
@@ -119,6 +126,10 @@ async def _bars(d: BarColumns) -> AsyncIterator[Bar]:
 class SyncState(enum.Enum):
     NEVER = "never"
     RUNNING = "running"
+    INTERRUPTED = strawberry.enum_value(
+        "interrupted",
+        description="Its worker died mid-sync; a surviving worker runs the job again within seconds.",
+    )
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
@@ -144,12 +155,12 @@ class SyncStatusType:
     last_chunks_written: int
 
     @classmethod
-    def from_document(cls, doc: SyncStatus) -> SyncStatusType:
+    def from_document(cls, doc: SyncStatus, *, interrupted: bool = False) -> SyncStatusType:
         return cls(
             exchange=doc.exchange,
             symbol=doc.symbol,
             interval=IntervalEnum(doc.interval),
-            state=SyncState(doc.state),
+            state=SyncState.INTERRUPTED if interrupted else SyncState(doc.state),
             last_job_id=doc.last_job_id,
             last_attempt_at=doc.last_attempt_at,
             last_success_at=doc.last_success_at,
@@ -164,6 +175,23 @@ class SyncStatusType:
             last_bars_updated=doc.last_bars_updated,
             last_chunks_written=doc.last_chunks_written,
         )
+
+
+async def sync_statuses(redis: Redis, docs: list[SyncStatus]) -> list[SyncStatusType]:
+    """The statuses of ``docs``, a running sync whose worker has died shown as
+    INTERRUPTED (its job waits a few seconds to be run again). If Redis cannot say, the
+    stored state is shown."""
+    running = [d.last_job_id for d in docs if d.state == SyncState.RUNNING.value and d.last_job_id]
+    dead: set[str] = set()
+    if running:
+        try:
+            owners = await redis.mget([JOB_OWNER_PREFIX + job for job in running])
+            for job, owner in zip(running, owners, strict=True):
+                if owner is not None and not await redis.exists(WORKER_ALIVE_PREFIX + owner.decode()):
+                    dead.add(job)
+        except RedisError as exc:
+            log.warning("cannot tell whether running syncs' workers are alive: %s", exc)
+    return [SyncStatusType.from_document(d, interrupted=d.last_job_id in dead) for d in docs]
 
 
 @strawberry.type(name="Symbol", description="A symbol PocketQuant knows: synced at least once, or tracked.")
@@ -187,11 +215,10 @@ class SymbolType:
         return f"{self.exchange}:{self.symbol}"
 
     @strawberry.field(description="Sync status of each interval of this symbol.")
-    async def sync_status(self) -> list[SyncStatusType]:
+    async def sync_status(self, info: Info) -> list[SyncStatusType]:
         docs = await SyncStatus.find(SyncStatus.exchange == self.exchange, SyncStatus.symbol == self.symbol).to_list()
-        return [
-            SyncStatusType.from_document(d) for d in sorted(docs, key=lambda d: Interval(d.interval).nominal_seconds)
-        ]
+        docs.sort(key=lambda d: Interval(d.interval).nominal_seconds)
+        return await sync_statuses(info.context.resources.redis, docs)
 
     @classmethod
     def from_document(cls, doc: SymbolRecord) -> SymbolType:
