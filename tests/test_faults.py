@@ -659,3 +659,27 @@ async def test_a_takeover_mid_minute_leaves_exactly_the_providers_bars(
     finally:
         await cancel_and_wait(second)
         await cancel_and_wait(runner)
+
+
+async def test_a_provider_drop_mid_minute_leaves_exactly_the_providers_bars(
+    resources: Resources, simulator: TradingViewSimulator, stream_clock: ManualClock
+) -> None:
+    """TradingView cuts the connection inside a minute; trades go on while the stream
+    reconnects: the minute across the drop is back-filled, the others are the stream's."""
+    series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
+    async with _streaming(resources, stream_clock, "drop"):
+        start = int(stream_clock.now) // 60 * 60
+        await _play(simulator, stream_clock, start + 140)
+        assert await simulator.drop_connections() == 1
+        await _play(simulator, stream_clock, start + 150, step=5, pause=0.1)  # missed, or not, while reconnecting
+
+        async def reconnected() -> bool:
+            raw = await resources.redis.get(wire.STATUS_KEY)
+            return (
+                raw is not None and json.loads(raw)["reconnects"] >= 1 and AAPL.ticker in json.loads(raw)["receiving"]
+            )
+
+        await until(reconnected, within=20)
+        await _play(simulator, stream_clock, start + 300)
+        bars = await until(lambda: _as_served(resources, simulator, series, start, start + 240), within=30)
+        assert [b.time for b in bars] == [start + 60 * m for m in range(4)]
