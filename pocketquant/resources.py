@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -21,8 +22,9 @@ from pocketquant.domain import SymbolKey
 from pocketquant.history.cache import BarCache
 from pocketquant.history.dispatch import SyncDispatcher
 from pocketquant.history.documents import DOCUMENT_MODELS
+from pocketquant.history.gaps import GapFinder
 from pocketquant.history.known import SymbolChecker
-from pocketquant.history.reader import BarReader
+from pocketquant.history.reader import BarReader, SeriesReader
 from pocketquant.history.service import SyncService
 from pocketquant.history.store import BarStore
 from pocketquant.realtime.documents import REALTIME_DOCUMENTS
@@ -45,12 +47,16 @@ class Resources:
     sync: SyncService
     dispatcher: SyncDispatcher
     reader: BarReader
+    series: SeriesReader
+    gaps: GapFinder
     keys: ApiKeys
     symbols: SymbolChecker
 
 
 @contextlib.asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[Resources]:
+    """Every client of the process, opened together and closed together. ``clock`` is
+    TradingView's now (tests pass the simulator's): where its 5,000-bar reach ends."""
     # Short timeouts: an outage is reported (STORE_UNAVAILABLE, QUEUE_UNAVAILABLE) within
     # seconds instead of holding requests, and retried where that is safe.
     timeout_ms = int(settings.store_timeout_seconds * 1000)
@@ -94,7 +100,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     )
 
                 store = BarStore(settings.chunk_size)
+                gaps = GapFinder(store, clock)
                 cache = BarCache(redis, settings.cache_ttl_seconds)
+                reader = BarReader(store, cache)
                 yield Resources(
                     settings=settings,
                     mongo=mongo,
@@ -103,9 +111,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     store=store,
                     cache=cache,
                     provider=provider,
-                    sync=SyncService(provider, store, cache),
+                    sync=SyncService(provider, store, cache, gaps),
                     dispatcher=SyncDispatcher(redis, settings.queue_name),
-                    reader=BarReader(store, cache),
+                    reader=reader,
+                    series=SeriesReader(store, reader),
+                    gaps=gaps,
                     keys=ApiKeys(settings.api_key_cache_seconds),
                     symbols=SymbolChecker(resolve, redis, settings.symbol_check_cache_seconds),
                 )

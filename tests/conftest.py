@@ -101,8 +101,8 @@ async def settings(mongodb_url: str, redis_url: str, simulator: TradingViewSimul
 
 
 @pytest.fixture
-async def resources(settings: Settings) -> AsyncIterator[Resources]:
-    async with open_resources(settings) as opened:
+async def resources(settings: Settings, sim_clock: ManualClock) -> AsyncIterator[Resources]:
+    async with open_resources(settings, clock=sim_clock) as opened:
         yield opened
         await opened.mongo.drop_database(settings.mongodb_database)
 

@@ -98,3 +98,131 @@ async def test_a_live_bar_and_the_history_bar_of_its_period_are_one_bar(
     )
     assert after == served
     assert len({b.time for b in after}) == len(after)
+
+
+GAPS = """query($i: Interval!) { gaps(exchange: "NASDAQ", symbol: "AAPL", interval: $i) {
+  expectedBars storedBars missingBars gapCount oldestReachable
+  gaps { firstMissing lastMissing missingBars reachable } } }"""
+REPAIR = """mutation($i: Interval!) { repairGaps(exchange: "NASDAQ", symbol: "AAPL", interval: $i) {
+  __typename ... on GapsRepairQueued { job { jobId } barsRequested repairableGaps
+  outOfReach { firstMissing missingBars } } ... on InvalidInput { message } } }"""
+
+
+async def _sync_at(gql: GraphQLClient, sim_clock: ManualClock, at: float, interval: str, bars: int) -> dict[str, Any]:
+    sim_clock.now = at
+    sync = f'mutation {{ syncSymbol(input: {{exchange: "NASDAQ", symbol: "AAPL", interval: {interval}, bars: {bars}}}) {{ ... on SyncEnqueued {{ jobId }} }} }}'
+    return await gql.wait_for_job((await gql.data(sync))["syncSymbol"]["jobId"])
+
+
+async def test_gaps_follow_the_sessions_and_repair_fetches_them(
+    gql: GraphQLClient, worker: Worker, sim_clock: ManualClock, simulator: TradingViewSimulator
+) -> None:
+    from tests.conftest import SIM_START
+
+    instrument = simulator.market.get(SymbolKey("NASDAQ", "AAPL"))
+    assert instrument is not None
+    # Unknown sessions: a clear refusal, not a guess.
+    errors = await gql.errors('{ gaps(exchange: "NASDAQ", symbol: "AAPL", interval: HOUR_1) { gapCount } }')
+    assert "not known yet: sync it once first" in errors[0]["message"]
+
+    # 50 hourly bars a week ago, 10 now: a hole between, and nights and a weekend that are not gaps.
+    await _sync_at(gql, sim_clock, SIM_START - 7 * 86_400, "HOUR_1", 50)
+    await _sync_at(gql, sim_clock, SIM_START, "HOUR_1", 10)
+    stored_before = await _stored(gql, SymbolKey("NASDAQ", "AAPL"), Interval.HOUR_1, 0, int(SIM_START) + 3_600)
+    served = simulator.market.bars_between(
+        instrument, Interval.HOUR_1, stored_before[0].time, stored_before[-1].time + 1, int(SIM_START)
+    )
+    # The bar in progress a week ago was stored as it stood then: it counts as missing.
+    forming_then = instrument.calendar.bar(Interval.HOUR_1, int(SIM_START) - 7 * 86_400)
+    assert forming_then is not None
+    hole = sorted({b.time for b in served if b.time not in {s.time for s in stored_before}} | {forming_then[0]})
+    assert 0 < len(hole) < len(served)
+    report = (await gql.data(GAPS, {"i": "HOUR_1"}))["gaps"]
+    assert report["gapCount"] == 1
+    assert report["missingBars"] == len(hole)
+    # The bar in progress now (14:30) is neither missing nor counted.
+    assert (report["expectedBars"], report["storedBars"]) == (len(served) - 1, len(stored_before) - 2)
+    assert report["gaps"] == [
+        {"firstMissing": _iso(hole[0]), "lastMissing": _iso(hole[-1]), "missingBars": len(hole), "reachable": True}
+    ]
+    status = '{ syncStatus(exchange: "NASDAQ", symbol: "AAPL", interval: HOUR_1) { gapCount missingBars } }'
+    assert (await gql.data(status))["syncStatus"] == [{"gapCount": 1, "missingBars": len(hole)}]
+
+    repair = (await gql.data(REPAIR, {"i": "HOUR_1"}))["repairGaps"]
+    assert (repair["repairableGaps"], repair["outOfReach"]) == (1, [])
+    await gql.wait_for_job(repair["job"]["jobId"])
+    assert (await gql.data(GAPS, {"i": "HOUR_1"}))["gaps"]["gapCount"] == 0
+    assert await _stored(gql, SymbolKey("NASDAQ", "AAPL"), Interval.HOUR_1, 0, int(SIM_START) + 3_600) == served
+    assert (await gql.data(status))["syncStatus"] == [{"gapCount": 0, "missingBars": 0}]
+
+    # 1m bars a month apart: most of the hole is older than TradingView's 5,000-bar reach.
+    await _sync_at(gql, sim_clock, SIM_START - 31 * 86_400, "MINUTE_1", 10)
+    await _sync_at(gql, sim_clock, SIM_START, "MINUTE_1", 10)
+    before = (await gql.data(GAPS, {"i": "MINUTE_1"}))["gaps"]
+    assert before["gapCount"] == 1
+    assert before["gaps"][0]["reachable"] is False
+    repair = (await gql.data(REPAIR, {"i": "MINUTE_1"}))["repairGaps"]
+    assert repair["barsRequested"] == 5_000
+    assert repair["outOfReach"][0]["missingBars"] == before["missingBars"]
+    await gql.wait_for_job(repair["job"]["jobId"])
+    after = (await gql.data(GAPS, {"i": "MINUTE_1"}))["gaps"]
+    # What TradingView still serves was filled; the rest is reported, not hidden.
+    assert after["gapCount"] == 1
+    assert after["gaps"][0]["lastMissing"] < after["oldestReachable"]
+    assert after["missingBars"] == before["missingBars"] - (5_000 - 10)
+
+
+RESAMPLED = """query($e: String!, $s: String!, $i: Interval!, $first: Int, $after: String, $order: BarOrder, $from: DateTime) {
+  bars(exchange: $e, symbol: $s, interval: $i, first: $first, after: $after, order: $order, from: $from) {
+    source hasNextPage endCursor bars { timestamp open high low close volume } } }"""
+
+
+async def _resampled(gql: GraphQLClient, key: SymbolKey, interval: Interval, **extra: Any) -> dict[str, Any]:
+    variables = {"e": key.exchange, "s": key.symbol, "i": interval.name, "first": 5000} | extra
+    page: dict[str, Any] = (await gql.data(RESAMPLED, variables))["bars"]
+    page["bars"] = [Bar(r["timestamp"], r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in page["bars"]]
+    return page
+
+
+@pytest.mark.parametrize("ticker", ["NASDAQ:AAPL", "CME_MINI:ES1!", "BINANCE:BTCUSDT"])
+async def test_intervals_not_stored_are_resampled_by_the_sessions(
+    gql: GraphQLClient, worker: Worker, sim_clock: ManualClock, simulator: TradingViewSimulator, ticker: str
+) -> None:
+    key = SymbolKey.from_ticker(ticker)
+    instrument = simulator.market.get(key)
+    assert instrument is not None
+    now = int(sim_clock.now)
+    for interval, bars in (("HOUR_1", 400), ("DAY_1", 300)):
+        sync = f'mutation {{ syncSymbol(input: {{exchange: "{key.exchange}", symbol: "{key.symbol}", interval: {interval}, bars: {bars}}}) {{ ... on SyncEnqueued {{ jobId }} }} }}'
+        assert (await gql.wait_for_job((await gql.data(sync))["syncSymbol"]["jobId"]))["result"]["ok"]
+    for target, source in (
+        (Interval.HOUR_2, "HOUR_1"),
+        (Interval.HOUR_4, "HOUR_1"),
+        (Interval.WEEK_1, "DAY_1"),
+        (Interval.MONTH_1, "DAY_1"),
+    ):
+        page = await _resampled(gql, key, target)
+        assert page["source"] == source
+        made = page["bars"]
+        # The first bar may begin before the stored source does; every other one is the
+        # provider's own bar at that interval, to the value (the last one in progress).
+        served = simulator.market.bars_between(instrument, target, made[1].time, now + 1, now)
+        assert made[1:] == served, target
+    stored = await _resampled(gql, key, Interval.HOUR_1)
+    assert stored["source"] == "HOUR_1"  # a stored interval is served as stored
+
+    # Pages of resampled bars walk the range exactly once, both ways.
+    whole = (await _resampled(gql, key, Interval.HOUR_4))["bars"]
+    for order in ("OLDEST_FIRST", "NEWEST_FIRST"):
+        walked: list[Bar] = []
+        after = None
+        while True:
+            page = await _resampled(gql, key, Interval.HOUR_4, first=7, after=after, order=order)
+            walked += page["bars"]
+            if not page["hasNextPage"]:
+                break
+            after = page["endCursor"]
+        assert walked == (whole if order == "OLDEST_FIRST" else whole[::-1])
+    since = whole[10].time
+    ranged = await _resampled(gql, key, Interval.HOUR_4, **{"from": _iso(since)})
+    assert ranged["bars"] == whole[10:]

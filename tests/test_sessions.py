@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pocketquant.domain import Interval
+from pocketquant.domain.gaps import Gap, bars_since, expected_bars, find_gaps
 from pocketquant.domain.sessions import Calendar, InvalidSessionError
 
 NASDAQ = Calendar.parse("0930-1600", "America/New_York", frozenset({date(2026, 11, 26)}))  # Thanksgiving
@@ -134,3 +135,35 @@ def test_the_aggregator_aligns_a_stock_to_its_session_and_skips_extended_hours()
     agg.on_time(ny("2026-03-09 10:31"))
     assert closed[-1].start == ny("2026-03-09 09:30")
     assert datetime.fromtimestamp(closed[-1].start, ZoneInfo("UTC")).strftime("%H:%M") == "13:30"
+
+
+# -- Gaps: measured against the calendar, not the wall clock ----------------------------
+
+
+def test_expected_bars_skip_nights_weekends_and_holidays() -> None:
+    # Wednesday 2026-11-25 15:00 to Monday 2026-11-30 10:00 New York: Thanksgiving (26th)
+    # is closed, Friday trades, the weekend does not.
+    hours = list(expected_bars(NASDAQ, Interval.HOUR_1, ny("2026-11-25 15:00"), ny("2026-11-30 10:00")))
+    friday = [ny(f"2026-11-27 {h}") for h in ("09:30", "10:30", "11:30", "12:30", "13:30", "14:30", "15:30")]
+    assert hours == [ny("2026-11-25 15:30"), *friday, ny("2026-11-30 09:30")]
+    days = list(expected_bars(NASDAQ, Interval.DAY_1, ny("2026-11-23 00:00"), ny("2026-11-30 00:00")))
+    assert days == [ny(f"2026-11-{d} 09:30") for d in (23, 24, 25, 27)]
+    # 24x7: every UTC hour.
+    assert (
+        len(list(expected_bars(CRYPTO, Interval.HOUR_1, at("UTC", "2026-11-21 00:00"), at("UTC", "2026-11-22 00:00"))))
+        == 24
+    )
+    # A stock's minutes: 390 a day.
+    assert bars_since(NASDAQ, Interval.MINUTE_1, ny("2026-11-27 09:30"), ny("2026-11-27 15:59"), 10_000) == 390
+    assert bars_since(NASDAQ, Interval.MINUTE_1, ny("2026-11-20 09:30"), ny("2026-11-27 15:59"), 1_000) == 1_001
+
+
+def test_gaps_are_runs_of_expected_bars_not_stored() -> None:
+    expected = [1, 2, 3, 4, 5, 6, 7, 8]
+    assert find_gaps(expected, [1, 2, 5, 8]) == [Gap(3, 4, 2), Gap(6, 7, 2)]
+    assert find_gaps(expected, expected) == []
+    assert find_gaps(expected, []) == [Gap(1, 8, 8)]
+    assert find_gaps(iter(expected), [0, 2, 9]) == [
+        Gap(1, 1, 1),
+        Gap(3, 8, 6),
+    ]  # stored bars off the calendar are ignored

@@ -82,7 +82,7 @@ async def test_a_bar_fetched_while_forming_never_replaces_a_final_one(resources:
     await resources.store.write(other, half, forming=half.t[-1])
     chunk = await BarChunk.find_one(BarChunk.symbol == "MSFT")
     assert chunk is not None
-    assert chunk.forming == half.t[-1]
+    assert chunk.forming == [half.t[-1]]
     # A newer fetch of the still forming bar replaces the older one.
     later = BarColumns.from_bars([Bar(whole.t[-1], 100.0, 100.9, 99.5, 100.4, 5.0)])
     assert (await resources.store.write(other, later, forming=later.t[0])).bars_updated == 1
@@ -90,7 +90,7 @@ async def test_a_bar_fetched_while_forming_never_replaces_a_final_one(resources:
     assert final.bars_updated == 1
     chunk = await BarChunk.find_one(BarChunk.symbol == "MSFT")
     assert chunk is not None
-    assert chunk.forming is None
+    assert chunk.forming == []
     page = await resources.store.read_page(other, start=None, end=None, limit=10)
     assert list(page.bars) == list(whole)
 

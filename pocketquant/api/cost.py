@@ -62,6 +62,7 @@ class CostModel:
             ("WatchlistChanged", "changed"): settings.max_symbols_per_subscription,
             ("SyncBatchEnqueued", "jobs"): settings.sync_many_max_series,
             ("SymbolTracked", "jobs"): _INTERVALS,
+            ("GapsRepairQueued", "outOfReach"): 1_000,  # MAX_GAPS_LISTED
         }
 
     def cost(self, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None) -> int:
@@ -138,13 +139,13 @@ class _Walk:
         definition = parent.fields.get(name)
         if definition is None:
             return 1
-        if parent.name == "Query" and name in ("bars", "trackedSymbols"):
+        if parent.name == "Query" and name in ("bars", "trackedSymbols", "gaps"):
             page = self._model.page(self._int_argument(node, "first"))
         multiplier = 1
         if parent.name == "BarColumns":
             return page  # one value per bar of the page
         if _is_list(definition.type):
-            if parent.name in ("BarPage", "SymbolPage"):
+            if parent.name in ("BarPage", "SymbolPage", "GapReport"):
                 multiplier = page
             elif (known := self._model.size(parent.name, name)) is not None:
                 multiplier = known

@@ -25,6 +25,7 @@ from strawberry.types import ExecutionContext
 from pocketquant.api.errors import outage, should_mask_error
 from pocketquant.api.guard import GuardExtension
 from pocketquant.api.scalars import SCALAR_MAP
+from pocketquant.history.graphql.gaps import GapsMutation, GapsQuery
 from pocketquant.history.graphql.mutations import HistoryMutation
 from pocketquant.history.graphql.queries import HistoryQuery
 from pocketquant.realtime.graphql.resolvers import RealtimeMutation, RealtimeQuery, RealtimeSubscription
@@ -32,8 +33,8 @@ from pocketquant.settings import Settings
 
 log = logging.getLogger("pocketquant.graphql")
 
-Query = merge_types("Query", (HistoryQuery, RealtimeQuery))
-Mutation = merge_types("Mutation", (HistoryMutation, RealtimeMutation))
+Query = merge_types("Query", (HistoryQuery, GapsQuery, RealtimeQuery))
+Mutation = merge_types("Mutation", (HistoryMutation, GapsMutation, RealtimeMutation))
 Subscription = merge_types("Subscription", (RealtimeSubscription,))
 
 

@@ -141,6 +141,20 @@ class Calendar:
         return spans[0][0], spans[-1][1]
 
 
+def parse_holidays(dates: str | None) -> frozenset[date]:
+    """TradingView's ``session_holidays``: comma-separated ``YYYYMMDD`` dates."""
+    days = set()
+    for part in (dates or "").split(","):
+        text = part.strip()
+        if not text:
+            continue
+        try:
+            days.add(datetime.strptime(text, "%Y%m%d").date())
+        except ValueError as exc:
+            raise InvalidSessionError(f"malformed holiday {text!r}: expected YYYYMMDD") from exc
+    return frozenset(days)
+
+
 @lru_cache(maxsize=8_192)
 def _sessions(calendar: Calendar, day: date) -> list[tuple[int, int]]:
     if day.isoweekday() not in calendar.days or day in calendar.holidays:

@@ -10,6 +10,8 @@ from beanie import Document
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
+from pocketquant.domain.sessions import Calendar, parse_holidays
+
 
 class SymbolRecord(Document):
     """A symbol we know of: synced at least once, or tracked for scheduled re-syncs."""
@@ -21,11 +23,19 @@ class SymbolRecord(Document):
     currency: str | None = None
     timezone: str | None = None
     session: str | None = None  # TradingView's, e.g. "0930-1600" (in ``timezone``) or "24x7"
+    holidays: str | None = None  # TradingView's session_holidays, "YYYYMMDD,YYYYMMDD"
     pricescale: int | None = None
     tracked: bool = False
     tracked_intervals: list[str] = Field(default_factory=list)
     tracked_at: datetime | None = None
     updated_at: datetime
+
+    def calendar(self) -> Calendar | None:
+        """The symbol's session calendar, if TradingView has told us its sessions
+        (raises InvalidSessionError if they cannot be read)."""
+        if not self.session or not self.timezone:
+            return None
+        return Calendar.parse(self.session, self.timezone, parse_holidays(self.holidays))
 
     class Settings:
         name = "symbols"
@@ -42,8 +52,8 @@ class BarChunk(Document):
     the times of its oldest and newest bar; ``version`` guards concurrent writers.
     Columns are packed little-endian arrays (see ``history/codec.py``): ``t`` int64
     epoch seconds, ``o h l c v`` float64, ``n`` entries each, oldest first.
-    ``forming`` is the time of a bar in it that was stored while still in progress (a
-    sync's newest bar): partial values, which any final bar of that time replaces.
+    ``forming`` lists the times of bars stored while still in progress (a sync's newest
+    bar): partial values, which any final bar of that time replaces.
     """
 
     exchange: str
@@ -54,7 +64,7 @@ class BarChunk(Document):
     last: int
     n: int
     version: int = 1
-    forming: int | None = None
+    forming: list[int] = Field(default_factory=list)
     t: bytes
     o: bytes
     h: bytes
@@ -93,6 +103,10 @@ class SyncStatus(Document):
     last_bars_inserted: int = 0
     last_bars_updated: int = 0
     last_chunks_written: int = 0
+    # Holes in the stored range by the session calendar, as of the last sync (None:
+    # sessions unknown, or the check failed).
+    gap_count: int | None = None
+    missing_bars: int | None = None
 
     class Settings:
         name = "sync_status"

@@ -13,10 +13,11 @@ from redis.exceptions import RedisError
 
 from pocketquant.domain import Interval, SeriesKey
 from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.history.gaps import GapCheckError
 from pocketquant.history.store import ChunkConflictError
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
-from pocketquant.tradingview.history import ProviderError, SymbolNotFoundError
+from pocketquant.tradingview.history import MAX_HISTORY_BARS, ProviderError, SymbolNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,28 @@ async def _resync_tracked(ctx: dict[str, Any], intraday: bool) -> int:
                     "scheduled re-sync skips %s:%s@%s: unknown to TradingView", record.exchange, record.symbol, value
                 )
                 continue
-            await resources.dispatcher.enqueue(
-                SeriesKey(record.exchange, record.symbol, interval), resources.settings.sync_default_bars
-            )
+            series = SeriesKey(record.exchange, record.symbol, interval)
+            await resources.dispatcher.enqueue(series, await _bars_needed(resources, series))
             count += 1
     log.info("scheduled re-sync (%s): %d series enqueued", "intraday" if intraday else "daily", count)
     return count
+
+
+async def _bars_needed(resources: Resources, series: SeriesKey) -> int:
+    """What a re-sync of ``series`` fetches: back to its oldest gap within TradingView's
+    reach, or its newest stored bar (all there is if nothing is stored, or its sessions
+    are unknown). Gaps beyond the reach are logged: no sync can fill them."""
+    try:
+        plan = await resources.gaps.plan(series)
+    except GapCheckError:
+        return resources.settings.sync_default_bars
+    if plan.out_of_reach:
+        missing = sum(g.missing for g in plan.out_of_reach)
+        log.warning(
+            "%s: %d gaps (%d bars) are older than TradingView's %d-bar reach and cannot be filled",
+            series, len(plan.out_of_reach), missing, MAX_HISTORY_BARS,
+        )  # fmt: skip
+    return plan.n_bars
 
 
 async def resync_intraday(ctx: dict[str, Any]) -> int:

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from pocketquant.domain import SeriesKey
+from pocketquant.domain import Bar, BarColumns, Interval, SeriesKey
+from pocketquant.domain.resample import UTC_CALENDAR, group_start, resample, sources
+from pocketquant.domain.sessions import Calendar, InvalidSessionError
 from pocketquant.history.cache import BarCache, EncodedPage, PageQuery
+from pocketquant.history.documents import SymbolRecord
+from pocketquant.history.store import BarPage as StoredPage
 from pocketquant.history.store import BarStore
 
 log = logging.getLogger(__name__)
@@ -67,3 +72,87 @@ class BarReader:
             except RedisError as exc:
                 log.warning("bar cache unavailable, page not cached: %s", exc)
         return page
+
+
+@dataclass(frozen=True, slots=True)
+class ServedPage:
+    page: EncodedPage
+    source: Interval  # the stored interval the bars come from (the asked one, or a shorter one resampled)
+
+
+class SeriesReader:
+    """Pages of a series as stored, or, for an interval not stored at all, resampled on
+    read from the longest stored interval that nests in it (``domain/resample.py``),
+    aligned to the symbol's sessions. Resampled pages are not cached: they are read from
+    the source series' chunks each time."""
+
+    _SOURCE_PAGE = 5_000
+
+    def __init__(self, store: BarStore, bars: BarReader) -> None:
+        self._store = store
+        self._bars = bars
+
+    async def page(self, series: SeriesKey, query: PageQuery) -> ServedPage:
+        page = await self._bars.page(series, query)
+        if page.count:
+            return ServedPage(page, series.interval)
+        stored = await self._store.stored_intervals(series.symbol_key)
+        if series.interval not in stored:
+            for source in sources(series.interval):
+                if source in stored:
+                    bars, has_more = await self._resampled(series, source, query)
+                    page = EncodedPage.encode(StoredPage(BarColumns.from_bars(bars), has_more))
+                    return ServedPage(page, source)
+        return ServedPage(page, series.interval)
+
+    async def _resampled(self, series: SeriesKey, source: Interval, query: PageQuery) -> tuple[list[Bar], bool]:
+        """Up to ``query.limit`` bars of ``series`` made from ``source``, and whether more follow."""
+        record = await SymbolRecord.find_one({"exchange": series.exchange, "symbol": series.symbol})
+        try:
+            calendar = (record.calendar() if record is not None else None) or UTC_CALENDAR
+        except InvalidSessionError:
+            calendar = UTC_CALENDAR
+        target = series.interval
+        lo, hi, newest_first = query.start, query.end, query.newest_first
+        src = SeriesKey.of(series.symbol_key, source)
+        start, end = lo, hi
+        if newest_first:
+            start = None
+            if hi is not None and (newest := calendar.bar(target, hi)) is not None:
+                end = newest[1] - 1  # all of the bar opening at or before `to`
+        else:
+            end = None  # the last bar may run past `to`
+        collected: list[Bar] = []
+        groups = 0
+        key: int | None = None
+        while True:
+            page = await self._store.read_page(
+                src, start=start, end=end, limit=self._SOURCE_PAGE, newest_first=newest_first
+            )
+            for bar in page.bars:
+                opens = group_start(calendar, target, bar.time)
+                if opens is None:
+                    continue
+                past = (lo is not None and opens < lo) if newest_first else (hi is not None and opens > hi)
+                if past:
+                    return _merged(collected, target, calendar, newest_first), False
+                if (lo is not None and opens < lo) or (hi is not None and opens > hi):
+                    continue
+                if opens != key:
+                    groups += 1
+                    key = opens
+                    if groups > query.limit:
+                        return _merged(collected, target, calendar, newest_first), True
+                collected.append(bar)
+            if not page.has_more or not len(page.bars):
+                return _merged(collected, target, calendar, newest_first), False
+            if newest_first:
+                end = page.bars.t[-1] - 1
+            else:
+                start = page.bars.t[-1] + 1
+
+
+def _merged(bars: list[Bar], target: Interval, calendar: Calendar, newest_first: bool) -> list[Bar]:
+    if newest_first:
+        return list(reversed(resample(reversed(bars), target, calendar)))
+    return resample(bars, target, calendar)

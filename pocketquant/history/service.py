@@ -12,6 +12,7 @@ from typing import Any
 from pocketquant.domain import SeriesKey
 from pocketquant.history.cache import BarCache
 from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.history.gaps import GapCheckError, GapFinder
 from pocketquant.history.store import BarStore, WriteResult
 from pocketquant.tradingview.history import ProviderError, SymbolMetadata, TradingViewHistory
 
@@ -56,11 +57,13 @@ class SyncService:
         provider: TradingViewHistory,
         store: BarStore,
         cache: BarCache,
+        gaps: GapFinder,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._provider = provider
         self._store = store
         self._cache = cache
+        self._gaps = gaps
         self._clock = clock
 
     async def sync(self, series: SeriesKey, n_bars: int, job_id: str | None = None) -> SyncOutcome:
@@ -93,6 +96,12 @@ class SyncService:
             await self._cache.invalidate(series)
         await self._remember_symbol(series, fetched.metadata)
         stats = await self._store.stats(series)
+        gap_count = missing = None
+        try:
+            report = await self._gaps.report(series)
+            gap_count, missing = len(report.gaps), report.missing
+        except GapCheckError as exc:
+            log.info("gaps of %s not counted: %s", series, exc)
         await status.update_one(
             _status_key(series),
             {
@@ -106,6 +115,8 @@ class SyncService:
                     "last_bars_inserted": write.bars_inserted,
                     "last_bars_updated": write.bars_updated,
                     "last_chunks_written": write.chunks_written,
+                    "gap_count": gap_count,
+                    "missing_bars": missing,
                 }
             },
         )
@@ -128,6 +139,7 @@ class SyncService:
                 "currency": metadata.currency,
                 "timezone": metadata.timezone,
                 "session": metadata.session,
+                "holidays": metadata.holidays,
                 "pricescale": metadata.pricescale,
             }
         await SymbolRecord.get_pymongo_collection().update_one(

@@ -6,7 +6,7 @@ reads only. Each chunk carries a version; a writer that lost a race re-reads and
 re-merges, so concurrent writers (a sync and the live stream) never lose bars.
 
 A bar still forming when written (a history sync's newest bar, fetched mid-period) is
-marked so in its chunk (``forming``): it never replaces a final bar of the same time,
+listed in its chunk's ``forming`` times: it never replaces a final bar of that time,
 so a sync that fetched a minute half-way and wrote late cannot overwrite the whole
 minute the stream stored meanwhile. Any later write of that time replaces it.
 """
@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from pocketquant.domain import BarColumns, SeriesKey
+from pocketquant.domain import BarColumns, Interval, SeriesKey, SymbolKey
 from pocketquant.history.codec import pack_times, pack_values, unpack_times, unpack_values
 from pocketquant.history.documents import BarChunk
 
@@ -115,23 +115,23 @@ class BarStore:
     ) -> tuple[int, int, int, int]:
         for _ in range(_MAX_CONFLICT_RETRIES):
             merged: dict[int, tuple[float, float, float, float, float]] = {}
-            was_forming = None
+            was_forming: frozenset[int] = frozenset()
             if doc is not None:
                 old_bars = _decode(doc)
                 rows = zip(old_bars.o, old_bars.h, old_bars.l, old_bars.c, old_bars.v, strict=True)
                 merged = dict(zip(old_bars.t, rows, strict=True))
-                was_forming = doc.get("forming")
-            now_forming = was_forming
+                was_forming = frozenset(doc.get("forming") or ())
+            now_forming = set(was_forming)
             inserted = updated = unchanged = 0
             for t, row in incoming.items():
                 old = merged.get(t)
                 if t == forming:
-                    if old is not None and was_forming != t:
+                    if old is not None and t not in was_forming:
                         unchanged += 1  # a final bar stays: this one was fetched before its end
                         continue
-                    now_forming = t
-                elif t == now_forming:
-                    now_forming = None  # final now
+                    now_forming.add(t)
+                else:
+                    now_forming.discard(t)  # final now
                 if old is None:
                     inserted += 1
                 elif old != row:
@@ -148,7 +148,7 @@ class BarStore:
                 "first": times[0],
                 "last": times[-1],
                 "n": len(times),
-                "forming": now_forming,
+                "forming": sorted(now_forming),
             }
             for j, name in enumerate(_VALUES):
                 fields[name] = pack_values([merged[t][j] for t in times])
@@ -214,6 +214,27 @@ class BarStore:
             for name in _COLUMNS:
                 del getattr(out, name)[limit:]
         return BarPage(out, has_more)
+
+    async def final_times(self, series: SeriesKey, start: int, end: int) -> list[int]:
+        """The opening times of the stored final bars with ``start <= t < end``, in order
+        (the time column only: what a gap check needs). A bar stored while forming is
+        left out: it may lack trades, so it is as good as missing."""
+        query = {**self._key(series), "start": {"$gte": self.chunk_start(series, start), "$lt": end}}
+        query["last"] = {"$gte": start}
+        out: list[int] = []
+        async for doc in self._collection.find(query, {"t": 1, "forming": 1, "_id": 0}).sort("start", 1):
+            times = unpack_times(doc["t"])
+            out.extend(
+                t
+                for t in times[bisect.bisect_left(times, start) : bisect.bisect_left(times, end)]
+                if t not in set(doc.get("forming") or ())
+            )
+        return out
+
+    async def stored_intervals(self, key: SymbolKey) -> set[Interval]:
+        """The intervals of ``key`` with bars stored."""
+        values = await self._collection.distinct("interval", {"exchange": key.exchange, "symbol": key.symbol})
+        return {Interval(v) for v in values}
 
     async def stats(self, series: SeriesKey) -> SeriesStats:
         pipeline: list[dict[str, Any]] = [

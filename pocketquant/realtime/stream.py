@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from pocketquant.domain import BarColumns, SeriesKey, SymbolKey
 from pocketquant.domain.aggregator import BarAggregator, LiveBar
 from pocketquant.domain.bars import Bar
-from pocketquant.domain.sessions import Calendar, InvalidSessionError
+from pocketquant.domain.sessions import Calendar, InvalidSessionError, parse_holidays
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.realtime import wire
@@ -146,12 +146,12 @@ class StreamService:
         A symbol whose sessions cannot be learned now waits (tried again next round)."""
         if not keys:
             return
-        known: dict[SymbolKey, tuple[str, str]] = {}
+        known: dict[SymbolKey, tuple[str, str, str | None]] = {}
         for record in await SymbolRecord.find(
             {"$or": [{"exchange": k.exchange, "symbol": k.symbol} for k in keys]}
         ).to_list():
             if record.session and record.timezone:
-                known[SymbolKey(record.exchange, record.symbol)] = (record.session, record.timezone)
+                known[SymbolKey(record.exchange, record.symbol)] = (record.session, record.timezone, record.holidays)
         ask = sorted(keys - known.keys())
         if ask:
             try:
@@ -163,12 +163,12 @@ class StreamService:
                 if meta is None:
                     self._calendars[key] = None  # unknown to TradingView: it says so itself
                 elif meta.session and meta.timezone:
-                    known[key] = (meta.session, meta.timezone)
+                    known[key] = (meta.session, meta.timezone, meta.holidays)
                 else:
                     self._calendars[key] = None  # no session given: UTC, as for 24x7
-        for key, (session, timezone) in known.items():
+        for key, (session, timezone, holidays) in known.items():
             try:
-                calendar = Calendar.parse(session, timezone)
+                calendar = Calendar.parse(session, timezone, parse_holidays(holidays))
             except InvalidSessionError as exc:
                 self.client.stats.symbol_errors[key.ticker] = f"trading session not understood: {exc}"
                 log.warning("%s does not stream: %s", key, exc)

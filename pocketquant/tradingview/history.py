@@ -84,6 +84,7 @@ class SymbolMetadata:
     timezone: str | None = None
     pricescale: int | None = None
     session: str | None = None  # TradingView's session string: "0930-1600", "24x7", ...
+    holidays: str | None = None  # TradingView's session_holidays: "20261126,20261225"
 
     @classmethod
     def from_resolved(cls, info: dict[str, Any]) -> SymbolMetadata:
@@ -99,6 +100,7 @@ class SymbolMetadata:
             timezone=text("timezone"),
             pricescale=scale if isinstance(scale, int) else None,
             session=text("session"),
+            holidays=text("session_holidays"),
         )
 
 

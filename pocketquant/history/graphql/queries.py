@@ -46,7 +46,11 @@ def _symbol_filter_after(after: str | None) -> dict[str, Any]:
 
 @strawberry.type
 class HistoryQuery:
-    @strawberry.field(description="Stored bars of one series, a page at a time, oldest or newest first.")
+    @strawberry.field(
+        description="Stored bars of one series, a page at a time, oldest or newest first. An interval not stored is "
+        "resampled on read from the longest stored one that fits in it (2h from 1h, 1W from 1d), by the symbol's "
+        "sessions: `source` says which."
+    )
     async def bars(
         self,
         info: Info,
@@ -78,7 +82,8 @@ class HistoryQuery:
             else:
                 lo = last_seen + 1 if lo is None else max(lo, last_seen + 1)
         series = SeriesKey.of(key, interval.to_domain())
-        page = await info.context.resources.reader.page(series, PageQuery(lo, hi, limit, newest_first))
+        served = await info.context.resources.series.page(series, PageQuery(lo, hi, limit, newest_first))
+        page = served.page
         last = page.last_time
         end_cursor = inputs.encode_cursor(last, newest_first) if page.has_more and last is not None else None
         return BarPage(
@@ -88,6 +93,7 @@ class HistoryQuery:
             count=page.count,
             has_next_page=page.has_more,
             end_cursor=end_cursor,
+            source=IntervalEnum.from_domain(served.source),
             page=page,
         )
 

@@ -87,6 +87,9 @@ class BarPage:
     count: int = strawberry.field(description="Bars in this page.")
     has_next_page: bool
     end_cursor: str | None = strawberry.field(description="Pass as `after` to get the next page; null on the last.")
+    source: IntervalEnum = strawberry.field(
+        description="The stored interval these bars come from: `interval` itself, or a shorter one resampled."
+    )
     page: strawberry.Private[EncodedPage]
 
     @strawberry.field(description="The bars as objects (about 5x the cost of `columns`).")
@@ -153,6 +156,11 @@ class SyncStatusType:
     last_bars_inserted: int
     last_bars_updated: int
     last_chunks_written: int
+    gap_count: int | None = strawberry.field(
+        description="Runs of missing bars in the stored range, by the symbol's trading sessions, as of the last "
+        "sync (null: its sessions are unknown). `gaps` lists them."
+    )
+    missing_bars: int | None = strawberry.field(description="Bars missing in those gaps.")
 
     @classmethod
     def from_document(cls, doc: SyncStatus, *, interrupted: bool = False) -> SyncStatusType:
@@ -174,6 +182,8 @@ class SyncStatusType:
             last_bars_inserted=doc.last_bars_inserted,
             last_bars_updated=doc.last_bars_updated,
             last_chunks_written=doc.last_chunks_written,
+            gap_count=doc.gap_count,
+            missing_bars=doc.missing_bars,
         )
 
 
