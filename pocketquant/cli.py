@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,6 +25,7 @@ from pocketquant.settings import Settings
 
 if TYPE_CHECKING:
     from pocketquant.auth.keys import ApiKeys
+    from pocketquant.history.export import ExportFormat
 
 app = typer.Typer(help="PocketQuant: TradingView market data in MongoDB, served through GraphQL.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -303,6 +304,69 @@ async def _sync(settings: Settings, series: list[SeriesKey], n_bars: int, simula
                     )
                 progress.advance(task)
     return failures
+
+
+class ExportAs(enum.StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+def _when(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time (2026-11-20 or 2026-11-20T14:30)", param_hint=option
+        ) from exc
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+@app.command()
+def export(
+    ticker: Annotated[str, typer.Argument(help="EXCHANGE:SYMBOL, e.g. NASDAQ:AAPL", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.", show_default=False)],
+    interval: Annotated[
+        str, typer.Option("--interval", "-i", help="1m 5m 1h 1d 1W ...: resampled if not stored")
+    ] = "1d",
+    start: Annotated[str | None, typer.Option("--from", help="Earliest bar, ISO 8601 (no offset: UTC).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Latest bar (inclusive), ISO 8601.")] = None,
+    fmt: Annotated[ExportAs | None, typer.Option("--format", "-f", help="Default: from the file's suffix.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Write a stored series to a CSV or Parquet file, with a progress bar."""
+    from pocketquant.history.export import ExportFormat
+
+    _logging(verbose)
+    key = _parse_tickers([ticker])[0]
+    series = SeriesKey.of(key, _parse_intervals([interval])[0])
+    lo, hi = _when(start, "--from"), _when(end, "--to")
+    if lo is not None and hi is not None and hi < lo:
+        raise typer.BadParameter("--to is before --from")
+    chosen = fmt.value if fmt is not None else output.suffix.lstrip(".").lower()
+    if chosen not in ("csv", "parquet"):
+        raise typer.BadParameter(
+            "give --format csv|parquet, or a file ending in .csv or .parquet", param_hint="--format"
+        )
+    written = asyncio.run(_export(_shared_settings(), series, lo, hi, ExportFormat(chosen), output))
+    console.print(f"{written} {series.interval.value} bars of {key} written to {output}")
+    if not written:
+        raise typer.Exit(1)
+
+
+async def _export(
+    settings: Settings, series: SeriesKey, lo: int | None, hi: int | None, fmt: ExportFormat, path: Path
+) -> int:
+    from pocketquant.history.export import export_series
+    from pocketquant.resources import open_resources
+
+    async with _embedded(settings, False) as settings, open_resources(settings) as resources:
+        stats = await resources.store.stats(series)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"exporting {series}", total=stats.bar_count or None)
+            return await export_series(resources.series, series, lo, hi, fmt, path, lambda n: progress.advance(task, n))
 
 
 class Process(enum.StrEnum):

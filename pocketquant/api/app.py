@@ -20,6 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from pocketquant.api.cost import CostModel
+from pocketquant.api.export import export_csv
 from pocketquant.api.fanout import FanoutRegistry
 from pocketquant.api.guard import Guard
 from pocketquant.api.http import BodyLimitMiddleware, PocketQuantGraphQL, authenticate
@@ -162,6 +163,7 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
         routes=[
             Route("/health", health),
             Route("/ready", ready),
+            Route("/export/bars.csv", export_csv),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_app),
         ],
