@@ -226,3 +226,47 @@ async def test_intervals_not_stored_are_resampled_by_the_sessions(
     since = whole[10].time
     ranged = await _resampled(gql, key, Interval.HOUR_4, **{"from": _iso(since)})
     assert ranged["bars"] == whole[10:]
+
+
+async def test_pre_and_post_market_trades_are_quoted_but_go_into_no_bar(
+    gql: GraphQLClient,
+    api_url: str,
+    stream: asyncio.Task[None],
+    stream_clock: ManualClock,
+    sim_clock: ManualClock,
+    simulator: TradingViewSimulator,
+) -> None:
+    """Policy: bars hold regular-session trades only, as TradingView's regular-session bars
+    do. Extended-hours trades reach quote subscribers, marked with their session, and are
+    counted (streamStatus.outsideSessionTicks); no extended-hours series is kept."""
+    from tests.utils.live import Collector, session
+
+    key = SymbolKey("NASDAQ", "AAPL")
+    begin = _epoch("America/New_York", "2026-11-20 09:20")  # pre-market, ten minutes before the open
+    sim_clock.now = stream_clock.now = begin
+    await watching(gql, key)
+    async with session(api_url) as s:
+        quotes = Collector(s, 'subscription { liveQuotes(tickers: ["NASDAQ:AAPL"]) { session time } }', {})
+        await _play(simulator, sim_clock, begin, begin + 9 * 60)
+        pre = await quotes.next(lambda q: q["session"] == "pre_market")
+        assert pre["time"] > _iso(begin)
+
+    async def counted() -> int:
+        ticks: int = (await gql.data("{ streamStatus { outsideSessionTicks } }"))["streamStatus"]["outsideSessionTicks"]
+        return ticks if ticks >= 9 * 2 else 0  # a pre-market trade every 30 s
+
+    assert await until(counted)
+    assert await _stored(gql, key, Interval.MINUTE_1, begin - 3600, begin + 3600) == []
+    # The open's first trade starts the regular session's bars at 09:30 sharp.
+    await _play(simulator, sim_clock, begin + 9 * 60, begin + 12 * 60)
+
+    async def first_minute() -> list[Bar]:
+        return await _stored(gql, key, Interval.MINUTE_1, begin - 3600, begin + 3600)
+
+    stored = await until(first_minute)
+    assert stored[0].time == _epoch("America/New_York", "2026-11-20 09:30")
+    instrument = simulator.market.get(key)
+    assert instrument is not None
+    assert stored == simulator.market.bars_between(
+        instrument, Interval.MINUTE_1, begin, stored[-1].time + 1, int(sim_clock.now)
+    )

@@ -316,8 +316,12 @@ class SimulatedMarket:
             session = self.session_name(instrument, t)
             if session != "out_of_session":
                 step = t + (-t % _EXTENDED_SPACING)
-                if step <= until and self.session_name(instrument, step) == session:
-                    yield Trade(step, self.price(instrument, step), 0.0, self._total(instrument, step), session)
+                if step > until:
+                    return
+                if self.session_name(instrument, step) != session:
+                    t = step  # the session changed on the way: look again from there
+                    continue
+                yield Trade(step, self.price(instrument, step), 0.0, self._total(instrument, step), session)
                 t = step + 1
                 continue
             t = minute + _MINUTE
