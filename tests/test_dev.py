@@ -159,18 +159,19 @@ async def test_the_offline_demo_syncs_streams_and_shares_its_services(tmp_path: 
         # dev's services (it used to start embedded ones of its own, and dev kept serving
         # a stale cache), and says so.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            four_hours = '{ bars(exchange: "NASDAQ", symbol: "AAPL", interval: HOUR_4) { count } }'
-            assert (await GraphQLClient(http).data(four_hours))["bars"]["count"] == 0  # cached as empty now
+            # 5m: nothing stored it could be resampled from either (1h is longer).
+            five_minutes = '{ bars(exchange: "NASDAQ", symbol: "AAPL", interval: MINUTE_5) { count } }'
+            assert (await GraphQLClient(http).data(five_minutes))["bars"]["count"] == 0  # cached as empty now
             bare = {k: v for k, v in os.environ.items() if k not in {"MONGODB_URL", "REDIS_URL"}}
             beside = await asyncio.create_subprocess_exec(
-                str(CLI), "sync", "NASDAQ:AAPL", "-i", "4h", "--bars", "7",
+                str(CLI), "sync", "NASDAQ:AAPL", "-i", "5m", "--bars", "7",
                 env=bare | {"DATA_DIR": str(tmp_path), "TRADINGVIEW_WEBSOCKET_URL": exports["TRADINGVIEW_WEBSOCKET_URL"]},
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
             out, _ = await asyncio.wait_for(beside.communicate(), 60)
             assert beside.returncode == 0, out.decode()
             assert "using the services of `pocketquant dev`" in out.decode()
-            assert (await GraphQLClient(http).data(four_hours))["bars"]["count"] == 7  # the cache was invalidated
+            assert (await GraphQLClient(http).data(five_minutes))["bars"]["count"] == 7  # the cache was invalidated
     assert proc.returncode in (0, -signal.SIGINT), "".join(lines)
     assert "SIGUSR1" not in "".join(lines)  # arq's misleading line after a SIGINT
     assert "worker stopped:" in "".join(lines)

@@ -22,7 +22,7 @@ from tests.utils.live import until, watching
 
 BARS = """query($e: String!, $s: String!, $i: Interval!, $from: DateTime, $to: DateTime) {
   bars(exchange: $e, symbol: $s, interval: $i, from: $from, to: $to, first: 5000) {
-    bars { timestamp open high low close volume } } }"""
+    source bars { timestamp open high low close volume } } }"""
 
 
 def _epoch(zone: str, text: str) -> int:
@@ -34,8 +34,10 @@ def _iso(t: int) -> str:
 
 
 async def _stored(gql: GraphQLClient, key: SymbolKey, interval: Interval, start: int, end: int) -> list[Bar]:
+    """The stored bars of that interval (not bars resampled from a shorter one)."""
     variables = {"e": key.exchange, "s": key.symbol, "i": interval.name, "from": _iso(start), "to": _iso(end)}
-    rows: list[dict[str, Any]] = (await gql.data(BARS, variables))["bars"]["bars"]
+    page = (await gql.data(BARS, variables))["bars"]
+    rows: list[dict[str, Any]] = page["bars"] if page["source"] == interval.name else []
     return [Bar(r["timestamp"], r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in rows]
 
 

@@ -18,8 +18,6 @@ from pocketquant.domain.bars import Bar
 from pocketquant.domain.intervals import Interval
 from pocketquant.domain.sessions import Calendar
 
-UTC_CALENDAR = Calendar.parse("24x7", "Etc/UTC")
-
 
 def nests(source: Interval, target: Interval) -> bool:
     """Every bar of ``source`` lies inside one bar of ``target``."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from pocketquant.domain import Bar, BarColumns, Interval, SeriesKey
-from pocketquant.domain.resample import UTC_CALENDAR, group_start, resample, sources
+from pocketquant.domain.resample import group_start, resample, sources
 from pocketquant.domain.sessions import Calendar, InvalidSessionError
 from pocketquant.history.cache import BarCache, EncodedPage, PageQuery
 from pocketquant.history.documents import SymbolRecord
@@ -83,8 +83,9 @@ class ServedPage:
 class SeriesReader:
     """Pages of a series as stored, or, for an interval not stored at all, resampled on
     read from the longest stored interval that nests in it (``domain/resample.py``),
-    aligned to the symbol's sessions. Resampled pages are not cached: they are read from
-    the source series' chunks each time."""
+    aligned to the symbol's sessions (known once it was synced or streamed; until then
+    nothing is resampled). Resampled pages are not cached: they are read from the source
+    series' chunks each time."""
 
     _SOURCE_PAGE = 5_000
 
@@ -98,20 +99,18 @@ class SeriesReader:
             return ServedPage(page, series.interval)
         stored = await self._store.stored_intervals(series.symbol_key)
         if series.interval not in stored:
+            calendar = await _calendar(series)
             for source in sources(series.interval):
-                if source in stored:
-                    bars, has_more = await self._resampled(series, source, query)
+                if calendar is not None and source in stored:
+                    bars, has_more = await self._resampled(series, source, query, calendar)
                     page = EncodedPage.encode(StoredPage(BarColumns.from_bars(bars), has_more))
                     return ServedPage(page, source)
         return ServedPage(page, series.interval)
 
-    async def _resampled(self, series: SeriesKey, source: Interval, query: PageQuery) -> tuple[list[Bar], bool]:
+    async def _resampled(
+        self, series: SeriesKey, source: Interval, query: PageQuery, calendar: Calendar
+    ) -> tuple[list[Bar], bool]:
         """Up to ``query.limit`` bars of ``series`` made from ``source``, and whether more follow."""
-        record = await SymbolRecord.find_one({"exchange": series.exchange, "symbol": series.symbol})
-        try:
-            calendar = (record.calendar() if record is not None else None) or UTC_CALENDAR
-        except InvalidSessionError:
-            calendar = UTC_CALENDAR
         target = series.interval
         lo, hi, newest_first = query.start, query.end, query.newest_first
         src = SeriesKey.of(series.symbol_key, source)
@@ -150,6 +149,16 @@ class SeriesReader:
                 end = page.bars.t[-1] - 1
             else:
                 start = page.bars.t[-1] + 1
+
+
+async def _calendar(series: SeriesKey) -> Calendar | None:
+    """The symbol's sessions, if known and understood: without them a resampled bar could
+    not be aligned the way TradingView aligns it, so nothing is resampled."""
+    record = await SymbolRecord.find_one({"exchange": series.exchange, "symbol": series.symbol})
+    try:
+        return record.calendar() if record is not None else None
+    except InvalidSessionError:
+        return None
 
 
 def _merged(bars: list[Bar], target: Interval, calendar: Calendar, newest_first: bool) -> list[Bar]:

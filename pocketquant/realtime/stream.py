@@ -164,6 +164,19 @@ class StreamService:
                     self._calendars[key] = None  # unknown to TradingView: it says so itself
                 elif meta.session and meta.timezone:
                     known[key] = (meta.session, meta.timezone, meta.holidays)
+                    # Kept with the symbol: gap checks and resampling need its sessions too.
+                    await SymbolRecord.get_pymongo_collection().update_one(
+                        {"exchange": key.exchange, "symbol": key.symbol},
+                        {
+                            "$set": {"session": meta.session, "timezone": meta.timezone, "holidays": meta.holidays},
+                            "$setOnInsert": {
+                                "tracked": False,
+                                "tracked_intervals": [],
+                                "updated_at": datetime.now(UTC),
+                            },
+                        },
+                        upsert=True,
+                    )
                 else:
                     self._calendars[key] = None  # no session given: UTC, as for 24x7
         for key, (session, timezone, holidays) in known.items():
