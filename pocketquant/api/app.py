@@ -15,15 +15,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from pocketquant.api.cost import CostModel
 from pocketquant.api.export import export_csv
 from pocketquant.api.fanout import FanoutRegistry
 from pocketquant.api.guard import Guard
-from pocketquant.api.http import BodyLimitMiddleware, PocketQuantGraphQL, authenticate
+from pocketquant.api.http import BodyLimitMiddleware, PocketQuantGraphQL, authenticate, static_text
 from pocketquant.api.loopwatch import LoopWatch
 from pocketquant.api.ratelimit import RateLimiter
 from pocketquant.api.schema import build_schema
@@ -88,6 +89,11 @@ async def _is_admin(request: Request) -> bool:
     except (InvalidApiKeyError, PyMongoError):  # a key that cannot be checked now shows no details
         return False
     return principal.can(Scope.ADMIN)
+
+
+async def chart_page(request: Request) -> HTMLResponse:
+    """The chart page: search, candles, the live bar, sync and watch (static/chart.js)."""
+    return HTMLResponse(static_text("chart.html"))
 
 
 async def health(request: Request) -> JSONResponse:
@@ -166,6 +172,8 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
             Route("/export/bars.csv", export_csv),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_app),
+            Route("/", chart_page),
+            Mount("/static", StaticFiles(packages=[("pocketquant.api", "static")]), name="static"),
         ],
         middleware=[
             Middleware(

@@ -9,6 +9,8 @@ JSON, a content type that is not exactly ``application/json``, oversized bodies
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import json
 import logging
 import secrets
@@ -18,7 +20,7 @@ from typing import Any
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from pymongo.errors import PyMongoError
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 from starlette.websockets import WebSocket
@@ -93,6 +95,10 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="pocketquant"'
             log.info("refused %s %s: %d %s", scope.get("method"), scope.get("path"), exc.status_code, exc.reason)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the assets shipped in the package (static/vendor), not a CDN."""
+        return HTMLResponse(static_text("graphiql.html"))
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.state
@@ -181,6 +187,12 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
             operation_name=data.get("operationName"),
             extensions=data.get("extensions"),
         )
+
+
+@functools.cache
+def static_text(name: str) -> str:
+    """A page shipped in pocketquant/api/static."""
+    return (importlib.resources.files("pocketquant.api") / "static" / name).read_text(encoding="utf-8")
 
 
 async def authenticate(resources: Resources, header: str | None) -> Principal:
