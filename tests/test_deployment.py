@@ -39,3 +39,18 @@ def test_compose_file_is_valid_and_names_every_process() -> None:
         assert services[name]["healthcheck"]["test"][0] == "CMD"
     assert services["worker"]["healthcheck"]["test"][1:] == ["pocketquant", "health", "worker"]
     assert services["stream"]["healthcheck"]["test"][1:] == ["pocketquant", "health", "stream"]
+
+
+def test_prometheus_scrapes_the_api_with_a_key() -> None:
+    result = subprocess.run(
+        [str(COMPOSE), "--profile", "monitoring", "config", "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    prometheus = json.loads(result.stdout)["services"]["prometheus"]
+    mounted = {Path(v["source"]).name: v["target"] for v in prometheus["volumes"]}
+    assert mounted["prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    config = (ROOT / "deploy" / "prometheus.yml").read_text()
+    assert '- targets: ["api:8000"]' in config
+    assert "metrics_path: /metrics" in config
+    assert f"credentials_file: {mounted['metrics-key']}" in config

@@ -10,12 +10,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -28,8 +29,10 @@ from pocketquant.api.http import BodyLimitMiddleware, PocketQuantGraphQL, authen
 from pocketquant.api.loopwatch import LoopWatch
 from pocketquant.api.ratelimit import RateLimiter
 from pocketquant.api.schema import build_schema
-from pocketquant.auth.keys import InvalidApiKeyError, Scope
+from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Scope
 from pocketquant.logs import RequestIdMiddleware
+from pocketquant.metrics import ApiMetrics
+from pocketquant.realtime import wire
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
@@ -46,6 +49,7 @@ class State(TypedDict):
     fanout: FanoutRegistry
     guard: Guard
     loop_watch: LoopWatch
+    metrics: ApiMetrics
 
 
 async def component_checks(resources: Resources, *, details: bool) -> dict[str, dict[str, Any]]:
@@ -127,6 +131,22 @@ async def ready(request: Request) -> JSONResponse:
     )
 
 
+async def metrics_page(request: Request) -> Response:
+    """Prometheus metrics (see pocketquant/metrics.py). With ``AUTH_REQUIRED`` a key with
+    the read scope is needed: Prometheus sends it with ``authorization: credentials_file``."""
+    settings: Settings = request.state.guard.settings
+    if settings.auth_required:
+        try:
+            principal = await authenticate(request.state.resources, request.headers.get("authorization"))
+        except (InvalidApiKeyError, PyMongoError):
+            principal = ANONYMOUS
+        if not principal.can(Scope.READ):
+            return PlainTextResponse("metrics need an API key with the `read` scope\n", 401)
+    metrics: ApiMetrics = request.state.metrics
+    body = await metrics.render(request.state.resources.redis, wire.STATUS_KEY, settings.queue_name)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(settings: Settings, resources: Resources | None = None, *, open_access: bool = False) -> Starlette:
     """Build the app. With ``resources`` the app borrows open clients (``pocketquant
     dev``); without, its lifespan opens and closes its own. ``open_access`` lets
@@ -152,12 +172,31 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
             loop_watch = LoopWatch()
             loop_watch.start()
             stack.push_async_callback(loop_watch.close)
+            metrics = ApiMetrics()
+            metrics.watch(
+                lambda: {
+                    "subscribers": len(fanout.members),
+                    "groups": fanout.groups,
+                    "pending": hub.pending_updates + sum(len(m.queue) for m in fanout.members),
+                    "dropped": hub.dropped_updates + sum(m.queue.dropped for m in fanout.members),
+                    "written": dict(fanout.writes),
+                    "cache": dict(opened.reader.stats),
+                    "stall": loop_watch.recent_max(),
+                }
+            )
             # What exists now (modules, the schema, clients) lives as long as the
             # process: keep it out of the collector's full passes, which otherwise
             # walked all of it and stopped the loop for 60-110 ms under load.
             gc.collect()
             gc.freeze()
-            yield {"resources": opened, "hub": hub, "fanout": fanout, "guard": guard, "loop_watch": loop_watch}
+            yield {
+                "resources": opened,
+                "hub": hub,
+                "fanout": fanout,
+                "guard": guard,
+                "loop_watch": loop_watch,
+                "metrics": metrics,
+            }
 
     graphql_app = PocketQuantGraphQL(
         schema,
@@ -169,6 +208,7 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
         routes=[
             Route("/health", health),
             Route("/ready", ready),
+            Route("/metrics", metrics_page),
             Route("/export/bars.csv", export_csv),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_app),

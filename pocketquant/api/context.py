@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from pocketquant.api.errors import BadUserInputError, RateLimitedError, UserFacingError
 from pocketquant.auth.keys import ANONYMOUS, Principal
+from pocketquant.metrics import ApiMetrics
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
@@ -34,6 +35,7 @@ class Context:
     settings: Settings
     guard: Guard | None = None
     fanout: FanoutRegistry | None = None
+    metrics: ApiMetrics | None = None
     principal: Principal = ANONYMOUS
     # Who rate limits count against: the key, or the client's address without one.
     client: str = "unknown"

@@ -108,6 +108,7 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
             settings=state.guard.settings,
             guard=state.guard,
             fanout=state.fanout,
+            metrics=state.metrics,
             response=response if isinstance(response, Response) else None,
         )
         address = request.client.host if request.client else None

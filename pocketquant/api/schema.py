@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 
 import strawberry
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
@@ -28,6 +29,7 @@ from pocketquant.api.scalars import SCALAR_MAP
 from pocketquant.history.graphql.gaps import GapsMutation, GapsQuery
 from pocketquant.history.graphql.mutations import HistoryMutation
 from pocketquant.history.graphql.queries import HistoryQuery
+from pocketquant.metrics import ApiMetrics
 from pocketquant.realtime.graphql.resolvers import RealtimeMutation, RealtimeQuery, RealtimeSubscription
 from pocketquant.settings import Settings
 
@@ -54,6 +56,45 @@ class PocketQuantSchema(strawberry.Schema):
             else:
                 code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION")
                 log.info("client error %s: %s", code, " ".join(error.message.split())[:300])
+
+
+class MetricsExtension(SchemaExtension):
+    """Times each operation (parse to result) by type and root field, and counts its
+    errors by code, into the API's metrics (``/metrics``)."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        yield
+        ec = self.execution_context
+        metrics: ApiMetrics | None = getattr(ec.context, "metrics", None)
+        if metrics is None:
+            return
+        try:
+            operation = ec.operation_type.value
+        except RuntimeError:  # the document did not parse
+            operation = "invalid"
+        metrics.requests.labels(operation, _root_field(ec)).observe(time.perf_counter() - started)
+        for error in (ec.result.errors if ec.result is not None else None) or ():
+            metrics.errors.labels(str((error.extensions or {}).get("code", "GRAPHQL_ERROR"))).inc()
+
+
+def _root_field(ec: ExecutionContext) -> str:
+    """The operation's root field, if it selects exactly one the schema has (a bounded label)."""
+    document = ec.graphql_document
+    if document is None:
+        return "invalid"
+    names = [
+        selection.name.value
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+        and (ec.operation_name is None or (definition.name and definition.name.value == ec.operation_name))
+        for selection in definition.selection_set.selections
+        if isinstance(selection, FieldNode)
+    ]
+    if len(names) != 1:
+        return "several" if names else "none"
+    roots = [ec.schema._schema.query_type, ec.schema._schema.mutation_type, ec.schema._schema.subscription_type]
+    return names[0] if any(root is not None and names[0] in root.fields for root in roots) else "unknown"
 
 
 class MaskInternalErrors(MaskErrors):
@@ -85,6 +126,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         rules.append(NoSchemaIntrospectionCustomRule)
     # Factories: each request gets fresh extension instances.
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
+        MetricsExtension,  # outermost: it times everything and sees the errors as clients do
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         # Clients send the same few documents again and again: parse and validate each
         # once (validation cost ~6 ms a request under load before these).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import Any
 
 from arq import Retry
@@ -15,6 +16,7 @@ from pocketquant.domain import Interval, SeriesKey
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.history.gaps import GapCheckError
 from pocketquant.history.store import ChunkConflictError
+from pocketquant.metrics import record_sync_job
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
 from pocketquant.tradingview.history import MAX_HISTORY_BARS, ProviderError, SymbolNotFoundError
@@ -37,8 +39,24 @@ async def sync_series(ctx: dict[str, Any], exchange: str, symbol: str, interval:
     """Sync one series. Transient failures (provider unreachable, MongoDB or Redis
     errors) are retried with backoff; the final outcome is the job's result."""
     resources = _resources(ctx)
+    started = time.monotonic()
+    outcome = "failed"
+    try:
+        result = await _sync_series(ctx, resources, SeriesKey(exchange, symbol, Interval.parse(interval)), n_bars)
+        outcome = "ok" if result.get("ok", True) else "failed"
+        return result
+    except Retry:
+        outcome = "retried"
+        raise
+    finally:
+        try:
+            await record_sync_job(resources.redis, outcome, time.monotonic() - started)
+        except RedisError as exc:  # a metric is not worth failing the job for
+            log.warning("sync job metrics not recorded: %s", exc)
+
+
+async def _sync_series(ctx: dict[str, Any], resources: Resources, series: SeriesKey, n_bars: int) -> dict[str, Any]:
     settings = resources.settings
-    series = SeriesKey(exchange, symbol, Interval.parse(interval))
     job_try: int = ctx.get("job_try", 1)
     try:
         outcome = await resources.sync.sync(series, n_bars, job_id=ctx.get("job_id"))

@@ -32,25 +32,31 @@ class BarReader:
         self._store = store
         self._cache = cache
         self._inflight: dict[tuple[SeriesKey, PageQuery], asyncio.Future[EncodedPage]] = {}
+        # Pages by where they came from: the cache, another reader's read, MongoDB.
+        self.stats = {"hit": 0, "shared": 0, "miss": 0}
 
     async def page(self, series: SeriesKey, query: PageQuery) -> EncodedPage:
         cache_key: str | None = None
         try:
             cache_key, cached = await self._cache.get(series, query)
             if cached is not None:
+                self.stats["hit"] += 1
                 return cached
         except RedisError as exc:
             log.warning("bar cache unavailable, reading MongoDB directly: %s", exc)
         flight = (series, query)
         while (pending := self._inflight.get(flight)) is not None:
             try:
-                return await asyncio.shield(pending)
+                page = await asyncio.shield(pending)
+                self.stats["shared"] += 1
+                return page
             except asyncio.CancelledError:
                 if not pending.cancelled():
                     raise  # this reader was cancelled
                 # The first reader was (its client left): read again.
         future: asyncio.Future[EncodedPage] = asyncio.get_running_loop().create_future()
         self._inflight[flight] = future
+        self.stats["miss"] += 1
         try:
             stored = await self._store.read_page(
                 series, start=query.start, end=query.end, limit=query.limit, newest_first=query.newest_first
