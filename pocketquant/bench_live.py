@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import uvloop
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from pocketquant.domain import SymbolKey
@@ -354,6 +353,8 @@ def main() -> None:
     # uvloop they cost less per message and perturb it less (on this 2-core machine, p99
     # ~22 ms -> ~16 ms for the GraphQL run and the baseline alike). The server keeps
     # asyncio's own loop, as in production.
+    import uvloop  # the bench extra: measuring clients only
+
     uvloop.run(_client(args.url, args.n, args.mode == "graphql", args.duration))
 
 

@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import uvloop
-
 from pocketquant.domain import BarColumns, Interval, SeriesKey
 from pocketquant.simulator.market import Instrument, SimulatedMarket
 
@@ -205,6 +203,8 @@ def main() -> None:
     client.add_argument("duration", type=float)
     client.add_argument("form", choices=["columns", "objects"])
     args = parser.parse_args()
+    import uvloop  # the bench extra: measuring clients only
+
     uvloop.run(_client(args.url, args.clients, args.symbols, args.bars, args.duration, args.form))
 
 

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from pocketquant.auth.keys import ApiKeys
     from pocketquant.history.export import ExportFormat
 
-app = typer.Typer(help="PocketQuant: TradingView market data in MongoDB, served through GraphQL.", no_args_is_help=True)
+app = typer.Typer(
+    help="PocketQuant: TradingView market data in MongoDB, served through GraphQL.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: option names, metavars and defaults, no <list[str]> type column
+)
 console = Console(stderr=True)
 
 
@@ -79,8 +83,8 @@ def dev_settings(settings: Settings) -> Settings:
 @app.command()
 def dev(
     simulate: Annotated[bool, typer.Option(help="Serve TradingView from the local simulator (offline demo).")] = False,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.", metavar="HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.", metavar="PORT")] = None,
     open_access: Annotated[
         bool, typer.Option("--open", help="Let anyone run mutations without an API key (local experiments only).")
     ] = False,
@@ -263,9 +267,11 @@ def _parse_intervals(values: list[str]) -> list[Interval]:
 
 @app.command()
 def sync(
-    tickers: Annotated[list[str], typer.Argument(help="EXCHANGE:SYMBOL, e.g. NASDAQ:AAPL BINANCE:BTCUSDT")],
-    interval: Annotated[list[str], typer.Option("--interval", "-i", help="Repeatable: 1m 5m 1h 1d 1W ...")] = ["1d"],  # noqa: B006
-    bars: Annotated[int, typer.Option(min=1, max=5000, help="Newest bars to fetch per series.")] = 5000,
+    tickers: Annotated[list[str], typer.Argument(help="e.g. NASDAQ:AAPL BINANCE:BTCUSDT", metavar="EXCHANGE:SYMBOL")],
+    interval: Annotated[
+        list[str], typer.Option("--interval", "-i", help="Repeatable: 1m 5m 1h 1d 1W ...", metavar="INTERVAL")
+    ] = ["1d"],  # noqa: B006
+    bars: Annotated[int, typer.Option(min=1, max=5000, help="Newest bars to fetch per series.", metavar="N")] = 5000,
     simulate: Annotated[bool, typer.Option(help="Fetch from the local simulator instead of TradingView.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -325,13 +331,17 @@ def _when(text: str | None, option: str) -> int | None:
 
 @app.command()
 def export(
-    ticker: Annotated[str, typer.Argument(help="EXCHANGE:SYMBOL, e.g. NASDAQ:AAPL", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.", show_default=False)],
+    ticker: Annotated[str, typer.Argument(help="e.g. NASDAQ:AAPL", show_default=False, metavar="EXCHANGE:SYMBOL")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The file to write.", show_default=False, metavar="FILE")
+    ],
     interval: Annotated[
-        str, typer.Option("--interval", "-i", help="1m 5m 1h 1d 1W ...: resampled if not stored")
+        str, typer.Option("--interval", "-i", help="1m 5m 1h 1d 1W ...: resampled if not stored", metavar="INTERVAL")
     ] = "1d",
-    start: Annotated[str | None, typer.Option("--from", help="Earliest bar, ISO 8601 (no offset: UTC).")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Latest bar (inclusive), ISO 8601.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Earliest bar, ISO 8601 (no offset: UTC).", metavar="TIME")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Latest bar (inclusive), ISO 8601.", metavar="TIME")] = None,
     fmt: Annotated[ExportAs | None, typer.Option("--format", "-f", help="Default: from the file's suffix.")] = None,
     verbose: Verbose = False,
 ) -> None:
@@ -406,7 +416,9 @@ def health(process: Annotated[Process, typer.Argument(help="Which process of thi
     console.print(f"{process} alive")
 
 
-keys_app = typer.Typer(help="API keys: create, list and revoke (stored hashed in MongoDB).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: create, list and revoke (stored hashed in MongoDB).", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(keys_app, name="keys")
 
 
@@ -439,7 +451,7 @@ async def _key_store(settings: Settings) -> AsyncIterator[ApiKeys]:
 
 @keys_app.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option(help="What the key is for (a person, a script).")],
+    name: Annotated[str, typer.Option(help="What the key is for (a person, a script).", metavar="NAME")],
     scope: Annotated[
         KeyScope,
         typer.Option(help="read: queries and subscriptions; write: also mutations; admin: also operator details."),
@@ -486,7 +498,9 @@ def keys_list() -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(
-    ident: Annotated[str, typer.Argument(help="A key's id, or a name (revokes every key of that name).")],
+    ident: Annotated[
+        str, typer.Argument(help="A key's id, or a name (revokes every key of that name).", metavar="ID_OR_NAME")
+    ],
 ) -> None:
     """Revoke keys. API processes stop accepting them within 10 seconds."""
 
@@ -524,7 +538,9 @@ def _shared_settings() -> Settings:
 
 @app.command("export-schema")
 def export_schema(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).", metavar="FILE")
+    ] = None,
 ) -> None:
     """Print (or write) the GraphQL schema in SDL."""
     from pocketquant.api.schema import schema_sdl
@@ -548,14 +564,21 @@ class BenchSection(enum.StrEnum):
 @app.command()
 def bench(
     section: Annotated[BenchSection, typer.Option(help="Which measurements to run.")] = BenchSection.all,
-    runs: Annotated[int, typer.Option(min=1, max=5, help="Symbols to store (one run each).")] = 5,
-    requests: Annotated[int, typer.Option(min=5, help="HTTP requests per GraphQL measurement.")] = 60,
-    subscribers: Annotated[int, typer.Option(min=1, help="Fan-out: subscribers of one symbol.")] = 1_000,
-    rate: Annotated[float, typer.Option(min=0.1, help="Fan-out: updates per second.")] = 10.0,
-    seconds: Annotated[float, typer.Option(min=1, help="Fan-out and load: measured duration.")] = 10.0,
-    clients: Annotated[int, typer.Option(min=1, help="Load: concurrent clients reading bars.")] = 200,
+    runs: Annotated[int, typer.Option(min=1, max=5, help="Symbols to store (one run each).", metavar="N")] = 5,
+    requests: Annotated[int, typer.Option(min=5, help="HTTP requests per GraphQL measurement.", metavar="N")] = 60,
+    subscribers: Annotated[int, typer.Option(min=1, help="Fan-out: subscribers of one symbol.", metavar="N")] = 1_000,
+    rate: Annotated[float, typer.Option(min=0.1, help="Fan-out: updates per second.", metavar="RATE")] = 10.0,
+    seconds: Annotated[
+        float, typer.Option(min=1, help="Fan-out and load: measured duration.", metavar="SECONDS")
+    ] = 10.0,
+    clients: Annotated[int, typer.Option(min=1, help="Load: concurrent clients reading bars.", metavar="N")] = 200,
 ) -> None:
     """Measure on this machine, on embedded services, each figure beside a baseline of the same run."""
+    import importlib.util
+
+    if importlib.util.find_spec("uvloop") is None:  # the measuring clients run on it
+        console.print("[red]pocketquant bench needs the bench extra: pip install 'pocketquant[bench]'[/red]")
+        raise typer.Exit(1)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("tvDatafeed").setLevel(logging.CRITICAL)
     from pocketquant import bench as history_bench
@@ -607,14 +630,16 @@ def bench(
 
 @app.command()
 def simulator(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    host: Annotated[str, typer.Option(help="Interface to listen on.", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", metavar="PORT")] = 8765,
     ticks: Annotated[bool, typer.Option(help="Tick every quoted symbol twice a second.")] = True,
     fault: Annotated[
         list[str] | None,
-        typer.Option(help="EXCHANGE:SYMBOL=FAULT, repeatable: that symbol's history requests fail so."),
+        typer.Option(help="Repeatable: that symbol's history requests fail so.", metavar="EXCHANGE:SYMBOL=FAULT"),
     ] = None,
-    stall: Annotated[float, typer.Option(min=0, help="Answer history requests this many seconds late.")] = 0.0,
+    stall: Annotated[
+        float, typer.Option(min=0, help="Answer history requests this many seconds late.", metavar="SECONDS")
+    ] = 0.0,
     verbose: Verbose = False,
 ) -> None:
     """Run the local TradingView simulator alone (point TRADINGVIEW_*_URL at it).

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -21,6 +20,7 @@ from redis.exceptions import RedisError
 from pocketquant import logs
 from pocketquant.history.dispatch import JOB_OWNER_PREFIX, SYNC_FUNCTION, WORKER_ALIVE_PREFIX
 from pocketquant.history.jobs import cron_jobs, sync_series
+from pocketquant.infra.backoff import backoff_delay
 from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
@@ -170,7 +170,7 @@ class WorkerRunner:
                 error: Exception = exc
             await _discard(self.worker)
             failures = 1 if time.monotonic() - started > 60 else failures + 1
-            delay = random.uniform(0.5, 1.0) * min(30.0, 0.5 * 2 ** (failures - 1))
+            delay = backoff_delay(failures, base=0.5, cap=30.0)
             self.restarts += 1
             log.warning("worker lost Redis (%s: %s); starting again in %.1f s", type(error).__name__, error, delay)
             await asyncio.sleep(delay)

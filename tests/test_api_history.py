@@ -428,3 +428,30 @@ async def test_started_at_reflects_the_simulator_clock(gql: GraphQLClient, worke
     job = await sync(gql, interval="DAY_1", bars=3)
     # AAPL's daily bar is stamped at its session open, 09:30 New York (14:30 UTC).
     assert job["result"]["lastBar"] == "2026-11-20T14:30:00+00:00"
+
+
+async def test_tracked_symbols_with_their_sync_status_take_one_query(
+    gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No N+1: a page of symbols asking for syncStatus reads the statuses once."""
+    from pocketquant.history.documents import SymbolRecord, SyncStatus
+
+    now = datetime.now(UTC)
+    for i in range(30):
+        await SymbolRecord(
+            exchange="X", symbol=f"S{i:02}", tracked=True, tracked_intervals=["1d"], updated_at=now
+        ).insert()
+        await SyncStatus(exchange="X", symbol=f"S{i:02}", interval="1d", state="succeeded", bar_count=i).insert()
+    calls: list[object] = []
+    original = SyncStatus.find
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(SyncStatus, "find", counting)
+    page = (await gql.data("{ trackedSymbols(first: 100) { items { ticker syncStatus { barCount } } } }"))[
+        "trackedSymbols"
+    ]
+    assert [item["syncStatus"][0]["barCount"] for item in page["items"]] == list(range(30))
+    assert len(calls) == 1

@@ -72,3 +72,27 @@ def test_the_readme_links_the_projects_own_docs() -> None:
     for link in links:
         assert (ROOT / link).is_file(), link
     assert "../shared" not in readme  # a clone has no ../shared
+
+
+def test_every_readme_example_is_valid_against_the_schema() -> None:
+    """The README's GraphQL examples parse and validate (fields, arguments, types)."""
+    import re
+    from pathlib import Path
+
+    from graphql import DocumentNode, OperationDefinitionNode, parse, validate
+
+    from pocketquant.api.schema import build_schema
+
+    schema = build_schema()._schema
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```graphql\n(.*?)```", readme, re.DOTALL)
+    operations = [
+        definition
+        for block in blocks
+        for definition in parse(block).definitions
+        if isinstance(definition, OperationDefinitionNode)
+    ]
+    assert len(operations) >= 18
+    for operation in operations:
+        errors = validate(schema, DocumentNode(definitions=(operation,)))
+        assert not errors, (operation.name, [e.message for e in errors])

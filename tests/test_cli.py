@@ -50,3 +50,22 @@ async def test_sync_command_rejects_bad_arguments(settings: Settings) -> None:
     code, out = await run(settings, "sync", "NASDAQ:AAPL", "-i", "2m")
     assert code == 2
     assert "unknown interval '2m'" in out
+
+
+def test_help_is_readable() -> None:
+    from typer.testing import CliRunner
+
+    from pocketquant.cli import app
+
+    runner = CliRunner()
+    for command, expected in [
+        (["sync", "--help"], ["-i, --interval INTERVAL", "--bars N", "--simulate / --no-simulate"]),
+        (["export", "--help"], ["-o, --output FILE", "--from TIME", "-f, --format <csv|parquet>"]),
+        (["simulator", "--help"], ["--fault EXCHANGE:SYMBOL=FAULT", "--stall SECONDS"]),
+    ]:
+        result = runner.invoke(app, command, env={"COLUMNS": "120"})
+        assert result.exit_code == 0, result.output
+        for text in expected:
+            assert text in result.output, (command, result.output)
+        assert "<bool>" not in result.output
+        assert "<list[str]>" not in result.output.split("Options:")[1]

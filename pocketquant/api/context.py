@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import strawberry
 from starlette.responses import Response
+from strawberry.dataloader import DataLoader
 
 from pocketquant.api.errors import BadUserInputError, RateLimitedError, UserFacingError
 from pocketquant.auth.keys import ANONYMOUS, Principal
@@ -45,11 +46,22 @@ class Context:
     fanout_group: FanoutGroup | None = None
     active_subscriptions: int = 0
     connection_params: dict[str, Any] = field(default_factory=dict)
+    # Batching loaders, one per kind, made on first use (see ``loader``).
+    loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
 
     def for_group(self, group: FanoutGroup) -> Context:
         """The context a group's single run uses: its own subscription count (each
         member is counted against its own connection)."""
         return dataclasses.replace(self, fanout_group=group, active_subscriptions=0, response=None)
+
+    def loader(self, name: str, load: Callable[[list[Any]], Awaitable[list[Any]]]) -> DataLoader[Any, Any]:
+        """A loader that batches the keys asked for in one tick into one ``load`` call.
+        No cache: a websocket's context lives for many operations, which must not see
+        each other's results."""
+        made = self.loaders.get(name)
+        if made is None:
+            made = self.loaders[name] = DataLoader(load_fn=load, cache=False)
+        return made
 
     def identify(self, principal: Principal, address: str | None) -> None:
         self.principal = principal

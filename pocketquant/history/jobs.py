@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Any
 
@@ -16,6 +15,7 @@ from pocketquant.domain import Interval, SeriesKey
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.history.gaps import GapCheckError
 from pocketquant.history.store import ChunkConflictError
+from pocketquant.infra.backoff import backoff_delay
 from pocketquant.metrics import record_sync_job
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
@@ -31,8 +31,7 @@ def _resources(ctx: dict[str, Any]) -> Resources:
 
 def retry_delay(settings: Settings, job_try: int) -> float:
     """Exponential backoff with full jitter, capped at ten minutes."""
-    ceiling = min(600.0, settings.sync_retry_base_seconds * 2 ** (job_try - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    return backoff_delay(job_try, base=settings.sync_retry_base_seconds, cap=600.0)
 
 
 async def sync_series(ctx: dict[str, Any], exchange: str, symbol: str, interval: str, n_bars: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from pocketquant.domain.aggregator import BarAggregator, LiveBar
 from pocketquant.domain.bars import Bar
 from pocketquant.domain.sessions import Calendar, InvalidSessionError, parse_holidays
 from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.infra.backoff import backoff_delay
 from pocketquant.infra.tasks import cancel_and_wait
 from pocketquant.realtime import wire
 from pocketquant.realtime.documents import WatchedSymbol
@@ -262,7 +263,7 @@ class StreamService:
                     break
                 except Exception as exc:  # retry the same batch: completed bars are never dropped
                     failures += 1
-                    delay = min(30.0, 0.5 * 2 ** (failures - 1))
+                    delay = backoff_delay(failures, base=0.5, cap=30.0, jitter=0.0)
                     log.warning("storing %d closed bars failed (%s); retry in %.1fs", len(batch), exc, delay)
                     await asyncio.sleep(delay)
 

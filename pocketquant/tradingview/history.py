@@ -249,10 +249,6 @@ class TradingViewHistory:
         self._origin = origin
         self._timeout = timeout
 
-    @property
-    def authenticated(self) -> bool:
-        return self._auth_token is not None
-
     async def fetch(self, series: SeriesKey, n_bars: int) -> FetchedHistory:
         if not 1 <= n_bars <= MAX_HISTORY_BARS:
             raise ValueError(f"n_bars must be between 1 and {MAX_HISTORY_BARS}, got {n_bars}")

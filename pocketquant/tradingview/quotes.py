@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.typing import Origin
 
 from pocketquant.domain import InvalidSymbolError, SymbolKey
+from pocketquant.infra.backoff import backoff_delay
 from pocketquant.tradingview import protocol
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class QuoteClient:
                 self._ws = None
                 if was_connected and self._on_disconnected is not None:
                     self._on_disconnected()
-            delay = random.uniform(0, min(self._backoff_max, self._backoff_base * 2 ** max(0, failures - 1)))
+            delay = backoff_delay(failures, base=self._backoff_base, cap=self._backoff_max, jitter=1.0)
             await asyncio.sleep(delay if failures else 0)
             self.stats.reconnects += 1
 

@@ -204,6 +204,15 @@ async def sync_statuses(redis: Redis, docs: list[SyncStatus]) -> list[SyncStatus
     return [SyncStatusType.from_document(d, interrupted=d.last_job_id in dead) for d in docs]
 
 
+async def _sync_status_docs(keys: list[tuple[str, str]]) -> list[list[SyncStatus]]:
+    """The sync statuses of several symbols, in one query."""
+    docs = await SyncStatus.find({"$or": [{"exchange": e, "symbol": s} for e, s in dict.fromkeys(keys)]}).to_list()
+    grouped: dict[tuple[str, str], list[SyncStatus]] = {}
+    for doc in docs:
+        grouped.setdefault((doc.exchange, doc.symbol), []).append(doc)
+    return [list(grouped.get(key, [])) for key in keys]
+
+
 @strawberry.type(name="Symbol", description="A symbol PocketQuant knows: synced at least once, or tracked.")
 class SymbolType:
     exchange: str
@@ -226,7 +235,10 @@ class SymbolType:
 
     @strawberry.field(description="Sync status of each interval of this symbol.")
     async def sync_status(self, info: Info) -> list[SyncStatusType]:
-        docs = await SyncStatus.find(SyncStatus.exchange == self.exchange, SyncStatus.symbol == self.symbol).to_list()
+        # Batched: a page of 100 symbols asking for this runs one query, not 100.
+        docs: list[SyncStatus] = await info.context.loader("sync_status", _sync_status_docs).load(
+            (self.exchange, self.symbol)
+        )
         docs.sort(key=lambda d: Interval(d.interval).nominal_seconds)
         return await sync_statuses(info.context.resources.redis, docs)
 
