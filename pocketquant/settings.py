@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pocketquant.domain import Interval
+from pocketquant.domain import PROVIDER_MAX_BARS, Interval
 from pocketquant.domain.aggregator import DEFAULT_LIVE_INTERVALS
 
 
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
 
     # Worker and schedules
     queue_name: str = "pocketquant:queue"
-    sync_default_bars: int = Field(default=5_000, ge=1, le=5_000)
+    sync_default_bars: int = Field(default=PROVIDER_MAX_BARS, ge=1, le=PROVIDER_MAX_BARS)
     sync_max_tries: int = Field(default=5, ge=1)
     sync_retry_base_seconds: float = Field(default=5.0, ge=0)
     # A 5,000-bar sync takes 1-6 s; TradingView gets TRADINGVIEW_TIMEOUT_SECONDS to answer.

@@ -1,10 +1,11 @@
 """Pure domain code: bars, intervals, symbols. No I/O, no clock."""
 
-from pocketquant.domain.bars import Bar, BarColumns, InvalidBarsError
+from pocketquant.domain.bars import PROVIDER_MAX_BARS, Bar, BarColumns, InvalidBarsError
 from pocketquant.domain.intervals import Interval
 from pocketquant.domain.symbols import InvalidSymbolError, SeriesKey, SymbolKey
 
 __all__ = [
+    "PROVIDER_MAX_BARS",
     "Bar",
     "BarColumns",
     "Interval",

@@ -6,6 +6,10 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+# The newest bars TradingView serves of one series (a free account): no history request
+# can reach further back. Syncs, repairs and the simulator are bounded by it.
+PROVIDER_MAX_BARS = 5_000
+
 
 @dataclass(frozen=True, slots=True)
 class Bar:

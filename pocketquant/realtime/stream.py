@@ -76,6 +76,7 @@ class StreamService:
         self._last_tick_at: float | None = None
         self.bars_closed = 0
         self.bars_persisted = 0
+        self.updates_published = 0
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -235,6 +236,7 @@ class StreamService:
                     pipe.hset(wire.snapshot_key(key), mapping=snapshot)
                 pipe.publish(wire.channel(key), message)
                 await pipe.execute()
+            self.updates_published += 1
         except RedisError as exc:
             # Live updates are lossy by design (subscribers resync from snapshots);
             # closed bars still reach MongoDB through the persistence queue.
@@ -314,7 +316,8 @@ class StreamService:
                 await self._resources.redis.set(
                     wire.STATUS_KEY,
                     json.dumps(self.status()),
-                    px=int(self._settings.stream_status_every_seconds * 5000),
+                    # Gone after 5 missed reports: a dead leader's status does not linger.
+                    px=int(self._settings.stream_status_every_seconds * 5 * 1000),
                 )
             await asyncio.sleep(self._settings.stream_status_every_seconds)
 

@@ -29,13 +29,13 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from pocketquant.domain import Interval, InvalidSymbolError, SymbolKey
+from pocketquant.domain import PROVIDER_MAX_BARS, Interval, InvalidSymbolError, SymbolKey
 from pocketquant.simulator.market import Instrument, SimulatedMarket
 from pocketquant.tradingview import protocol
 
 log = logging.getLogger(__name__)
 
-MAX_BARS_PER_SERIES = 5_000  # what a free account gets
+MAX_BARS_PER_SERIES = PROVIDER_MAX_BARS  # what a free account gets
 
 
 class Fault(enum.Enum):
@@ -286,12 +286,16 @@ class TradingViewSimulator:
             dropped += 1
         return dropped
 
+    def quoted(self) -> set[SymbolKey]:
+        """The symbols some client's quote session holds now."""
+        return {k for c in self._connections for k in c.quoted_keys()}
+
     async def play(self, until: int | None = None) -> int:
         """Send every quoted symbol's trades on the tape up to ``until`` (default: the
         clock) since the last ones sent (or its snapshot), each as one update, in order.
         Returns how many trades were sent."""
         now = int(self.clock()) if until is None else until
-        keys = sorted({k for c in self._connections for k in c.quoted_keys()}, key=lambda k: k.ticker)
+        keys = sorted(self.quoted(), key=lambda k: k.ticker)
         updates: list[tuple[SymbolKey, dict[str, Any]]] = []
         for key in keys:
             instrument = self.market.get(key)

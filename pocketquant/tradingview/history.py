@@ -24,12 +24,12 @@ from tvDatafeed import Interval as TvInterval
 from tvDatafeed import TvDatafeed
 from websocket import WebSocket, WebSocketException, create_connection
 
-from pocketquant.domain import BarColumns, Interval, InvalidBarsError, SeriesKey
+from pocketquant.domain import PROVIDER_MAX_BARS, BarColumns, Interval, InvalidBarsError, SeriesKey
 from pocketquant.tradingview import protocol
 
 log = logging.getLogger(__name__)
 
-MAX_HISTORY_BARS = 5_000  # TradingView's cap for a free account
+MAX_HISTORY_BARS = PROVIDER_MAX_BARS
 
 _TV_INTERVAL: dict[Interval, TvInterval] = {
     Interval.MINUTE_1: TvInterval.in_1_minute,
