@@ -41,6 +41,7 @@ class StreamResult:
     seconds: float
     ticks: int
     published: int
+    merged: int
     cpu_seconds: float
     parse_us: float  # per tick, alone
     aggregate_us: float
@@ -104,9 +105,11 @@ async def run_stream_bench(symbols: int = 500, seconds: float = 10.0) -> StreamR
                                 await asyncio.sleep(0.1)
                         await asyncio.sleep(1.0)  # warmed up
                         ticks0, published0 = service.aggregator.ticks, service.updates_published
+                        merged0 = service.updates_merged
                         cpu0, wall0 = time.process_time(), time.perf_counter()
                         await asyncio.sleep(seconds)
                         ticks, published = service.aggregator.ticks - ticks0, service.updates_published - published0
+                        merged = service.updates_merged - merged0
                         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
                     finally:
                         task.cancel()
@@ -116,7 +119,7 @@ async def run_stream_bench(symbols: int = 500, seconds: float = 10.0) -> StreamR
     finally:
         firehose.kill()
         await firehose.wait()
-    return StreamResult(symbols, wall, ticks, published, cpu, parse, aggregate, publish, baseline)
+    return StreamResult(symbols, wall, ticks, published, merged, cpu, parse, aggregate, publish, baseline)
 
 
 async def _stages(resources: object, keys: list[SymbolKey]) -> tuple[float, float, float, float]:

@@ -610,7 +610,8 @@ def bench(
         rows.append(
             history_bench.Row(
                 f"stream, {s.symbols} symbols: quote frames -> parse, merge, aggregate, publish to Redis",
-                f"{s.ticks_per_second:,.0f} ticks/s sustained on one core ({s.published:,} updates published); "
+                f"{s.ticks_per_second:,.0f} ticks/s sustained on one core ({s.published:,} updates published, "
+                f"{s.merged:,} quotes merged into newer ones under overload); "
                 f"CPU {s.cpu_us_per_tick:.1f} us/tick; alone: parse {s.parse_us:.1f}, aggregate {s.aggregate_us:.1f}, "
                 f"encode + publish {s.publish_us:.1f} us/tick",
                 ">= 20,000 ticks/s",

@@ -81,3 +81,15 @@ async def test_the_stream_lock_works_on_the_embedded_fakeredis_fallback() -> Non
             assert await lock.holder() is None
         finally:
             await client.aclose()
+
+
+async def test_a_deeper_queue_keeps_a_burst_whole_and_bounds_a_longer_one() -> None:
+    q = LatestQueue(capacity=1_000, depth=64)
+    for i in range(1, 21):
+        q.put("quote", {"seq": i})
+    q.put("other", {"seq": 100})
+    assert [(await q.get())["seq"] for _ in range(21)] == [*range(1, 21), 100]  # every update, in order
+    for i in range(200, 300):
+        q.put("quote", {"seq": i})
+    assert len(q) == 64  # the newest 64 of the 100
+    assert [(await q.get())["seq"] for _ in range(64)] == list(range(236, 300))

@@ -2,9 +2,10 @@
 
 One pub/sub connection per process, one channel per symbol that someone here listens
 to (reference counted). Each message is decoded once and offered to every listener of
-that symbol. A listener owns a :class:`LatestQueue`: a bounded queue that keeps only the
-newest update per key, so a slow client costs a fixed amount of memory and never delays
-the others. A new listener first gets the symbol's snapshot (latest quote, current bar
+that symbol. A listener owns a :class:`LatestQueue`: a bounded queue that keeps the
+newest updates per key (a short backlog, so a burst reaches a listener that keeps up
+whole), so a slow client costs a fixed amount of memory and never delays the others.
+A new listener first gets the symbol's snapshot (latest quote, current bar
 per interval), then live updates; sequence numbers drop whatever is older than what it
 already has.
 """
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,8 @@ from pocketquant.realtime import wire
 
 log = logging.getLogger(__name__)
 
+_BURST_DEPTH = 64  # updates of one key a listener holds before the oldest are replaced
+
 
 def event_key(event: dict[str, Any]) -> Hashable:
     """The queue key of a live event (a quote or a bar payload of ``wire``): a quote and a
@@ -40,25 +44,49 @@ def event_key(event: dict[str, Any]) -> Hashable:
     return (event["ticker"], event["interval"], "live")
 
 
-class LatestQueue:
-    """Pending updates, at most ``capacity``, the newest per key, oldest key first.
+@dataclass(slots=True, eq=False)
+class _Entry:
+    key: Hashable
+    value: dict[str, Any]
+    alive: bool = True
 
-    Keys of in-progress data (a quote, a bar in progress) are replaced by newer values;
-    a closed bar has a key of its own so it is never replaced by the next bar. Past
-    ``capacity`` the oldest pending update is dropped and counted. ``event_of`` finds
-    the live event inside a queued value (the value itself unless it wraps one).
+
+class LatestQueue:
+    """Pending updates, at most ``capacity``, the newest ``depth`` per key, in arrival
+    order.
+
+    Keys of in-progress data (a quote, a bar in progress) keep their newest ``depth``
+    values: with ``depth=1`` a newer value replaces the pending one (and goes last); a
+    larger depth lets a consumer that keeps up get every update of a short burst, in
+    order, while one that falls behind still costs a bounded amount. A closed bar has a
+    key of its own so it is never replaced by the next bar. Past ``capacity`` the oldest
+    pending update is dropped and counted. ``event_of`` finds the live event inside a
+    queued value (the value itself unless it wraps one).
     """
 
-    def __init__(self, capacity: int, event_of: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: v) -> None:
+    def __init__(
+        self, capacity: int, event_of: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: v, *, depth: int = 1
+    ) -> None:
         self._event_of = event_of
         self._capacity = capacity
-        self._items: dict[Hashable, dict[str, Any]] = {}
+        self._depth = depth
+        self._entries: deque[_Entry] = deque()
+        self._by_key: dict[Hashable, deque[_Entry]] = {}
+        self._alive = 0
         self._seen: dict[Hashable, int] = {}
         self._ready = asyncio.Event()
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._alive
+
+    def _kill(self, entry: _Entry) -> None:
+        entry.alive = False
+        self._alive -= 1
+        pending = self._by_key[entry.key]
+        pending.remove(entry)
+        if not pending:
+            del self._by_key[entry.key]
 
     def put(self, key: Hashable, value: dict[str, Any]) -> None:
         seq = int(value.get("seq", 0))
@@ -70,29 +98,44 @@ class LatestQueue:
             # against the snapshot, at the start of a subscription.
             for old in list(self._seen)[: 2 * self._capacity]:
                 del self._seen[old]
-        self._items.pop(key, None)  # re-insert: newest last
-        self._items[key] = value
-        if len(self._items) > self._capacity:
-            oldest = next(iter(self._items))
-            del self._items[oldest]
-            self.dropped += 1
+        pending = self._by_key.get(key)
+        while pending and len(pending) >= self._depth:
+            self._kill(pending[0])  # superseded by the newer value
+            pending = self._by_key.get(key)
+        entry = _Entry(key, value)
+        self._entries.append(entry)
+        self._by_key.setdefault(key, deque()).append(entry)
+        self._alive += 1
+        if self._alive > self._capacity:
+            oldest = self._oldest()
+            if oldest is not None:
+                self._kill(oldest)
+                self.dropped += 1
         self._ready.set()
+
+    def _oldest(self) -> _Entry | None:
+        while self._entries and not self._entries[0].alive:
+            self._entries.popleft()
+        return self._entries[0] if self._entries else None
 
     def put_event(self, event: dict[str, Any], value: dict[str, Any]) -> None:
         """Queue ``value`` under the key of ``event``; a closed bar supersedes the pending
-        in-progress version of the same bar (or of an older one)."""
+        in-progress versions of the same bar (or of an older one)."""
         if event.get("closed"):
             live = (event["ticker"], event["interval"], "live")
-            pending = self._items.get(live)
-            if pending is not None and self._event_of(pending)["start"] <= event["start"]:
-                del self._items[live]
+            for entry in list(self._by_key.get(live, ())):
+                if self._event_of(entry.value)["start"] <= event["start"]:
+                    self._kill(entry)
         self.put(event_key(event), value)
 
     def pop(self) -> dict[str, Any] | None:
         """The oldest pending update, or None when nothing is pending."""
-        if not self._items:
+        entry = self._oldest()
+        if entry is None:
             return None
-        return self._items.pop(next(iter(self._items)))
+        self._entries.popleft()
+        self._kill(entry)
+        return entry.value
 
     async def get(self) -> dict[str, Any]:
         while (item := self.pop()) is None:
@@ -167,7 +210,10 @@ class LiveHub:
     ) -> AsyncIterator[LatestQueue]:
         """Register a listener for the block's duration; its queue starts with the
         snapshots of its symbols."""
-        listener = Listener(frozenset(symbols), quotes, frozenset(intervals), LatestQueue(capacity))
+        # A backlog per key: every update of a burst (the stream publishes in batches)
+        # reaches a subscription that keeps up.
+        queue = LatestQueue(capacity, depth=_BURST_DEPTH)
+        listener = Listener(frozenset(symbols), quotes, frozenset(intervals), queue)
         async with self._lock:
             new = [k for k in listener.symbols if k not in self._channels]
             for key in listener.symbols:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,10 +43,23 @@ from pocketquant.tradingview.quotes import QuoteClient, QuoteUpdate
 log = logging.getLogger(__name__)
 
 _CLOCK_PERIOD = 0.2  # how often quiet bars are checked for closing
+_OUTBOX_MAX = 100_000  # updates waiting for Redis, at most (then the oldest are dropped)
+_MERGE_ABOVE = 1_000  # updates waiting beyond which a symbol's quotes in a batch are merged
 
 
 def _encode(item: dict[str, Any]) -> str:
     return json.dumps(item, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An update waiting for Redis: a quote (``state``; a trade if ``traded``) with its
+    bars in progress, or a closed bar (``state`` None)."""
+
+    key: SymbolKey
+    state: dict[str, Any] | None
+    bars: tuple[LiveBar, ...]
+    traded: bool
 
 
 class StreamService:
@@ -76,7 +90,12 @@ class StreamService:
         self._last_tick_at: float | None = None
         self.bars_closed = 0
         self.bars_persisted = 0
+        # Updates for Redis, sent in batches by _publish_loop.
+        self._outbox: deque[_Pending] = deque(maxlen=_OUTBOX_MAX)
+        self._outbox_ready = asyncio.Event()
         self.updates_published = 0
+        self.updates_merged = 0  # quote updates merged into a newer one of the same batch
+        self.updates_dropped = 0
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -92,6 +111,7 @@ class StreamService:
                 group.create_task(self._clock_loop(), name="stream-clock")
                 group.create_task(self._persist_loop(), name="stream-persist")
                 group.create_task(self._status_loop(), name="stream-status")
+                group.create_task(self._publish_loop(), name="stream-publish")
         finally:
             await self._drain()
 
@@ -192,7 +212,7 @@ class StreamService:
             self.aggregator.set_calendar(key, calendar)
 
     async def _on_update(self, update: QuoteUpdate) -> None:
-        bars: list[LiveBar] = []
+        bars: tuple[LiveBar, ...] = ()
         state = update.state
         volume = state.get("volume")
         total = float(volume) if isinstance(volume, int | float) else None
@@ -206,49 +226,88 @@ class StreamService:
             self.aggregator.on_tick(update.key, t, float(state["lp"]), total)
             self._tick_times.append(update.received_at)
             self._last_tick_at = update.received_at
-            bars = list(self.aggregator.current(update.key))
+            if len(self._outbox) <= _MERGE_ABOVE:  # else the batch is merged and takes the bars then
+                bars = tuple(self.aggregator.current(update.key))
         # Closes first: a tick that opens a new bar closed the previous one, and
         # subscribers (and the snapshot) must see them in that order.
-        await self._flush_closed()
-        await self._publish(update.key, wire.quote_payload(update.key, update.state, self._next_seq()), bars)
+        self._flush_closed()
+        self._outbox_put(_Pending(update.key, update.state, bars, update.is_trade))
 
     async def _clock_loop(self) -> None:
         while True:
             self.aggregator.on_time(self._clock())
-            await self._flush_closed()
+            self._flush_closed()
             await asyncio.sleep(_CLOCK_PERIOD)
 
     # -- outputs -------------------------------------------------------------------
 
-    async def _publish(self, key: SymbolKey, quote: dict[str, Any] | None, bars: list[LiveBar]) -> None:
-        # Each item is encoded once, for the snapshot hash and inside the message: the
-        # snapshot keeps the newest bar per interval (in progress, or a quiet symbol's
-        # just-closed one) and the latest quote.
-        bar_jsons = [_encode(wire.bar_payload(b, self._next_seq())) for b in bars]
-        snapshot = {f"bar:{b.interval.value}": j for b, j in zip(bars, bar_jsons, strict=True)}
-        quote_json = "null"
-        if quote is not None:
-            quote_json = snapshot["quote"] = _encode(quote)
-        message = f'{{"quote":{quote_json},"bars":[{",".join(bar_jsons)}]}}'
-        try:
-            async with self._resources.redis.pipeline(transaction=False) as pipe:
-                if snapshot:
-                    pipe.hset(wire.snapshot_key(key), mapping=snapshot)
-                pipe.publish(wire.channel(key), message)
-                await pipe.execute()
-            self.updates_published += 1
-        except RedisError as exc:
-            # Live updates are lossy by design (subscribers resync from snapshots);
-            # closed bars still reach MongoDB through the persistence queue.
-            log.warning("publishing %s failed: %s", key, exc)
+    def _outbox_put(self, item: _Pending) -> None:
+        if len(self._outbox) == self._outbox.maxlen:
+            self.updates_dropped += 1  # Redis is far behind: the oldest update goes (lossy by design)
+        self._outbox.append(item)
+        self._outbox_ready.set()
 
-    async def _flush_closed(self) -> None:
+    async def _publish_loop(self) -> None:
+        """Send queued updates to Redis, in order, in one pipeline per round trip.
+
+        Updates queue up while a round trip is under way; normally every one is sent
+        (the API keeps a short backlog per symbol, so subscribers that keep up get them
+        all). When more than ``_MERGE_ABOVE`` are waiting (the stream is falling behind),
+        a symbol's quote updates in the batch go out as one, its newest, with its bars as
+        they stand then; closed bars always go out, each on its own. Each item is encoded
+        here, once; each symbol's snapshot fields are set once per batch (newest wins)."""
+        redis = self._resources.redis
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch = list(self._outbox)
+            self._outbox.clear()
+            merge = len(batch) > _MERGE_ABOVE
+            newest: dict[SymbolKey, int] = {}
+            traded: set[SymbolKey] = set()
+            if merge:
+                for i, item in enumerate(batch):
+                    if item.state is not None:
+                        newest[item.key] = i
+                        if item.traded:
+                            traded.add(item.key)
+            snapshots: dict[SymbolKey, dict[str, str]] = {}
+            messages: list[tuple[SymbolKey, str]] = []
+            for i, item in enumerate(batch):
+                bars = item.bars
+                if merge and item.state is not None:
+                    if newest[item.key] != i:
+                        self.updates_merged += 1
+                        continue
+                    bars = tuple(self.aggregator.current(item.key)) if item.key in traded else ()
+                bar_jsons = [_encode(wire.bar_payload(b, self._next_seq())) for b in bars]
+                snapshot = snapshots.setdefault(item.key, {})
+                snapshot.update({f"bar:{b.interval.value}": j for b, j in zip(bars, bar_jsons, strict=True)})
+                quote_json = "null"
+                if item.state is not None:
+                    quote_json = snapshot["quote"] = _encode(wire.quote_payload(item.key, item.state, self._next_seq()))
+                messages.append((item.key, f'{{"quote":{quote_json},"bars":[{",".join(bar_jsons)}]}}'))
+            try:
+                async with redis.pipeline(transaction=False) as pipe:
+                    for key, fields in snapshots.items():
+                        if fields:
+                            pipe.hset(wire.snapshot_key(key), mapping=fields)
+                    for key, message in messages:
+                        pipe.publish(wire.channel(key), message)
+                    await pipe.execute()
+                self.updates_published += len(messages)
+            except RedisError as exc:
+                # Live updates are lossy by design (subscribers resync from snapshots);
+                # closed bars still reach MongoDB through the persistence queue.
+                log.warning("publishing %d updates failed: %s", len(messages), exc)
+
+    def _flush_closed(self) -> None:
         if not self._closed:
             return
         closed, self._closed[:] = list(self._closed), []
         for bar in closed:
             self.bars_closed += 1
-            await self._publish(bar.key, None, [bar])
+            self._outbox_put(_Pending(bar.key, None, (bar,), False))
             self._persist.put_nowait(bar)  # stored, or (partial) backfilled from history
 
     async def _persist_loop(self) -> None:
@@ -340,6 +399,9 @@ class StreamService:
             "symbol_errors": dict(stats.symbol_errors),
             "bars_closed": self.bars_closed,
             "bars_persisted": self.bars_persisted,
+            "updates_published": self.updates_published,
+            "updates_merged": self.updates_merged,
+            "updates_dropped": self.updates_dropped,
             "persist_backlog": self._persist.qsize(),
             "updated_at": datetime.fromtimestamp(now, UTC).isoformat(),
             # Wall-clock time of the report (``now`` is the market clock, injected in

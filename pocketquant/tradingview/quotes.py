@@ -175,6 +175,9 @@ class QuoteClient:
                 message = await asyncio.wait_for(ws.recv(), self._idle_timeout)
                 if isinstance(message, str):
                     await self._handle(message)
+                # A turn for the others (the stream's publisher, its clock) between
+                # messages: with messages always buffered, recv() never suspends.
+                await asyncio.sleep(0)
 
     async def _send(self, method: str, params: list[Any]) -> None:
         if self._ws is not None:
