@@ -557,6 +557,7 @@ def export_schema(
 
 class BenchSection(enum.StrEnum):
     history = "history"
+    sync = "sync"
     aggregator = "aggregator"
     stream = "stream"
     fanout = "fanout"
@@ -591,6 +592,24 @@ def bench(
     if section in (BenchSection.history, BenchSection.all):
         console.print(f"history: {runs} store runs, {requests} requests per query ...")
         rows += asyncio.run(history_bench.run(runs, requests))
+    if section in (BenchSection.sync, BenchSection.all):
+        from pocketquant import bench_sync
+
+        console.print("sync: 100 symbols x 5,000 1m bars through the worker ...")
+        synced = asyncio.run(bench_sync.run_sync_bench(100))
+        rows.append(
+            history_bench.Row(
+                f"sync {synced.symbols} symbols x 5,000 1m bars through a worker (simulator, mongoeco)",
+                f"{synced.seconds:.1f} s, {synced.bars_per_second:,.0f} bars/s; {synced.stored:,} bars stored",
+                "< 30 s",
+            )
+        )
+        rows.append(
+            history_bench.Row(
+                "baseline: the same fetches from the simulator, not stored (10 at a time)",
+                f"{synced.fetch_only_seconds:.1f} s",
+            )
+        )
     if section in (BenchSection.aggregator, BenchSection.all):
         console.print("aggregator: 1,000,000 ticks, 10 symbols, 6 intervals, best of 3 ...")
         agg, bare = bench_live.aggregator_throughput()
