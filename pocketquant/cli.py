@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -322,13 +322,14 @@ class ExportAs(enum.StrEnum):
 def _when(text: str | None, option: str) -> int | None:
     if text is None:
         return None
+    from pocketquant.history.graphql.inputs import epoch
+
     try:
-        moment = datetime.fromisoformat(text)
+        return epoch(datetime.fromisoformat(text))
     except ValueError as exc:
         raise typer.BadParameter(
             f"{text!r} is not an ISO 8601 time (2026-11-20 or 2026-11-20T14:30)", param_hint=option
         ) from exc
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 @app.command()

@@ -81,21 +81,13 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily(
             "pocketquant_live_pending_updates", "Updates waiting for slow subscribers.", value=live["pending"]
         )
-        written = CounterMetricFamily("pocketquant_live_updates_written", "Updates written, by path.", labels=["path"])
-        for path, count in sorted(live["written"].items()):
-            written.add_metric([path], count)
-        yield written
+        yield _counter("pocketquant_live_updates_written", "Updates written, by path.", "path", live["written"])
         yield CounterMetricFamily(
             "pocketquant_live_updates_dropped",
             "Updates replaced by newer ones for slow subscribers.",
             value=live["dropped"],
         )
-        cache = CounterMetricFamily(
-            "pocketquant_bar_cache_reads", "Bar page reads, by the cache's answer.", labels=["result"]
-        )
-        for result, count in sorted(live["cache"].items()):
-            cache.add_metric([result], count)
-        yield cache
+        yield _counter("pocketquant_bar_cache_reads", "Bar page reads, by the cache's answer.", "result", live["cache"])
         yield GaugeMetricFamily(
             "pocketquant_event_loop_max_stall_seconds",
             "Longest event loop stall in the last minute.",
@@ -126,12 +118,8 @@ class _DeploymentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("pocketquant_redis_up", "Redis answered this scrape.", value=1 if self.redis_ok else 0)
-        jobs = CounterMetricFamily(
-            "pocketquant_sync_jobs", "Sync job attempts finished, by outcome.", labels=["outcome"]
-        )
-        for outcome in ("ok", "failed", "retried"):
-            jobs.add_metric([outcome], self.sync_jobs.get(outcome, 0.0))
-        yield jobs
+        outcomes = {outcome: self.sync_jobs.get(outcome, 0.0) for outcome in ("ok", "failed", "retried")}
+        yield _counter("pocketquant_sync_jobs", "Sync job attempts finished, by outcome.", "outcome", outcomes)
         seconds = self.sync_seconds
         buckets = [(str(b), seconds.get(str(b), 0.0)) for b in SYNC_BUCKETS] + [("+Inf", seconds.get("count", 0.0))]
         yield HistogramMetricFamily(
@@ -142,6 +130,14 @@ class _DeploymentCollector(Collector):
         )
         yield GaugeMetricFamily("pocketquant_sync_queue_depth", "Sync jobs waiting in the queue.", value=self.queued)
         yield from _stream_families(self.stream)
+
+
+def _counter(name: str, text: str, label: str, values: dict[str, float]) -> CounterMetricFamily:
+    """A counter with one labelled sample per entry of ``values``."""
+    family = CounterMetricFamily(name, text, labels=[label])
+    for value, count in sorted(values.items()):
+        family.add_metric([value], count)
+    return family
 
 
 def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pymongo.errors import PyMongoError
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from pocketquant.api.http import authenticate
 from pocketquant.auth.keys import InvalidApiKeyError, Scope
 from pocketquant.domain import Interval, InvalidSymbolError, SeriesKey, SymbolKey
 from pocketquant.history.export import CSV_HEADER, csv_rows, pages
+from pocketquant.history.graphql.inputs import epoch
 from pocketquant.resources import Resources
 
 
@@ -36,10 +37,9 @@ def _time(value: str | None, name: str) -> int | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return epoch(datetime.fromisoformat(value))
     except ValueError as exc:
         raise _Refused(400, f"`{name}` is not an ISO 8601 time: {value[:40]!r}") from exc
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 async def _admit(request: Request, guard: Guard, resources: Resources) -> None:

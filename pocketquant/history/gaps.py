@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pocketquant.domain import SeriesKey
 from pocketquant.domain.gaps import Gap, bars_since, expected_bars, find_gaps
 from pocketquant.domain.sessions import Calendar, InvalidSessionError
-from pocketquant.history.documents import SymbolRecord
+from pocketquant.history.documents import stored_calendar
 from pocketquant.history.store import BarStore
 from pocketquant.tradingview.history import MAX_HISTORY_BARS
 
@@ -63,9 +63,8 @@ class GapFinder:
 
     @staticmethod
     async def calendar(series: SeriesKey) -> Calendar:
-        record = await SymbolRecord.find_one({"exchange": series.exchange, "symbol": series.symbol})
         try:
-            calendar = record.calendar() if record is not None else None
+            calendar = await stored_calendar(series.exchange, series.symbol)
         except InvalidSessionError as exc:
             raise GapCheckError(
                 f"the trading sessions of {series.symbol_key.ticker} are not understood: {exc}"
@@ -81,11 +80,14 @@ class GapFinder:
         first to newest bar: holes, not the time since the newest; the bar in progress
         at ``now`` is never missing, a bar stored while forming whose time is over is)."""
         calendar = await self.calendar(series)
-        now = int(self._clock())
         if start is None or end is None:
             stats = await self._store.stats(series)
             start = stats.first if start is None else start
             end = stats.last if end is None else end
+        return await self._report(series, calendar, start, end)
+
+    async def _report(self, series: SeriesKey, calendar: Calendar, start: int | None, end: int | None) -> GapReport:
+        now = int(self._clock())
         if start is None or end is None:
             return GapReport(series, None, None, 0, 0, [], _reach(calendar, series, now))
         in_progress = calendar.bar(series.interval, now)
@@ -105,11 +107,12 @@ class GapFinder:
         """The history request that fetches every missing bar of ``series`` within
         TradingView's reach (a gap across its edge: the newer part), and whatever closed
         since its newest stored bar."""
-        report = await self.report(series)
         calendar = await self.calendar(series)
+        stats = await self._store.stats(series)
+        report = await self._report(series, calendar, stats.first, stats.last)
         repairable = [g for g in report.gaps if report.within_reach(g)]
         out_of_reach = [g for g in report.gaps if not report.reachable(g)]
-        newest = (await self._store.stats(series)).last
+        newest = stats.last
         firsts = [max(g.first, report.reach or g.first) for g in repairable]
         oldest_needed = min(firsts + ([newest] if newest is not None else []), default=None)
         if oldest_needed is None:

@@ -20,7 +20,7 @@ from pocketquant.domain import Bar, BarColumns, Interval, SeriesKey
 from pocketquant.domain.resample import group_start, resample, sources
 from pocketquant.domain.sessions import Calendar, InvalidSessionError
 from pocketquant.history.cache import BarCache, EncodedPage, PageQuery
-from pocketquant.history.documents import SymbolRecord
+from pocketquant.history.documents import stored_calendar
 from pocketquant.history.store import BarPage as StoredPage
 from pocketquant.history.store import BarStore
 
@@ -160,9 +160,8 @@ class SeriesReader:
 async def _calendar(series: SeriesKey) -> Calendar | None:
     """The symbol's sessions, if known and understood: without them a resampled bar could
     not be aligned the way TradingView aligns it, so nothing is resampled."""
-    record = await SymbolRecord.find_one({"exchange": series.exchange, "symbol": series.symbol})
     try:
-        return record.calendar() if record is not None else None
+        return await stored_calendar(series.exchange, series.symbol)
     except InvalidSessionError:
         return None
 

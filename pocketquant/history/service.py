@@ -98,7 +98,7 @@ class SyncService:
         stats = await self._store.stats(series)
         gap_count = missing = None
         try:
-            report = await self._gaps.report(series)
+            report = await self._gaps.report(series, stats.first, stats.last)
             gap_count, missing = len(report.gaps), report.missing
         except GapCheckError as exc:
             log.info("gaps of %s not counted: %s", series, exc)

@@ -206,10 +206,6 @@ class SimulatedMarket:
         )
         return round(instrument.base_price * math.exp(log_move), instrument.decimals)
 
-    def day(self, instrument: Instrument, day: date) -> _Node | None:
-        """Trading day ``day``'s bar, or None when the instrument does not trade that day."""
-        return _day(instrument, day)
-
     def _until(self, instrument: Instrument, node: _Node, level: int, now: int) -> _Node | None:
         """``node`` (a day, hour, minute: ``level`` 1, 2, 3) as it stands at ``now``:
         whole if it has ended, its trades up to ``now`` if it is in progress, None if it

@@ -11,7 +11,7 @@ from pocketquant.api.context import Info
 from pocketquant.api.errors import BadUserInputError
 from pocketquant.domain import SeriesKey
 from pocketquant.domain.gaps import Gap
-from pocketquant.history.gaps import GapCheckError, GapReport
+from pocketquant.history.gaps import GapCheckError
 from pocketquant.history.graphql import inputs
 from pocketquant.history.graphql.mutations import _enqueue, _invalid, _take_sync_jobs
 from pocketquant.history.graphql.types import IntervalEnum, InvalidInput, SyncEnqueued
@@ -35,12 +35,9 @@ class GapType:
     )
 
     @classmethod
-    def of(cls, gap: Gap, report: GapReport) -> GapType:
+    def of(cls, gap: Gap, *, reachable: bool) -> GapType:
         return cls(
-            first_missing=_time(gap.first),
-            last_missing=_time(gap.last),
-            missing_bars=gap.missing,
-            reachable=report.reachable(gap),
+            first_missing=_time(gap.first), last_missing=_time(gap.last), missing_bars=gap.missing, reachable=reachable
         )
 
 
@@ -115,7 +112,7 @@ class GapsQuery:
             stored_bars=report.stored,
             missing_bars=report.missing,
             gap_count=len(report.gaps),
-            gaps=[GapType.of(g, report) for g in report.gaps[:limit]],
+            gaps=[GapType.of(g, reachable=report.reachable(g)) for g in report.gaps[:limit]],
             oldest_reachable=_time(report.reach) if report.reach is not None else None,
         )
 
@@ -137,8 +134,7 @@ class GapsMutation:
                 raise BadUserInputError(str(exc), field="symbol") from exc
         except BadUserInputError as exc:
             return _invalid(exc)
-        report = GapReport(series, None, None, 0, 0, [], None)  # out-of-reach gaps are unreachable by definition
-        out_of_reach = [GapType.of(g, report) for g in plan.out_of_reach[:MAX_GAPS_LISTED]]
+        out_of_reach = [GapType.of(g, reachable=False) for g in plan.out_of_reach[:MAX_GAPS_LISTED]]
         if not plan.repairable:
             return GapsRepairQueued(job=None, bars_requested=0, repairable_gaps=0, out_of_reach=out_of_reach)
         await _take_sync_jobs(info, 1)
