@@ -37,13 +37,6 @@ class SymbolRecord(Document):
             return None
         return Calendar.parse(self.session, self.timezone, parse_holidays(self.holidays))
 
-
-async def stored_calendar(exchange: str, symbol: str) -> Calendar | None:
-    """The sessions kept with a symbol: None if not known yet (raises
-    InvalidSessionError if they cannot be read)."""
-    record = await SymbolRecord.find_one({"exchange": exchange, "symbol": symbol})
-    return record.calendar() if record is not None else None
-
     class Settings:
         name = "symbols"
         indexes: ClassVar = [
@@ -124,6 +117,13 @@ class SyncStatus(Document):
                 name="status_key",
             ),
         ]
+
+
+async def stored_calendar(exchange: str, symbol: str) -> Calendar | None:
+    """The sessions kept with a symbol: None if not known yet (raises
+    InvalidSessionError if they cannot be read)."""
+    record = await SymbolRecord.find_one({"exchange": exchange, "symbol": symbol})
+    return record.calendar() if record is not None else None
 
 
 DOCUMENT_MODELS: list[type[Document]] = [SymbolRecord, BarChunk, SyncStatus]
