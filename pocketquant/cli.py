@@ -556,117 +556,37 @@ def export_schema(
         console.print(f"wrote {output}")
 
 
-class BenchSection(enum.StrEnum):
-    history = "history"
-    sync = "sync"
-    aggregator = "aggregator"
-    stream = "stream"
-    fanout = "fanout"
-    load = "load"
-    all = "all"
-
-
 @app.command()
 def bench(
-    section: Annotated[BenchSection, typer.Option(help="Which measurements to run.")] = BenchSection.all,
+    section: Annotated[str, typer.Option(help="Which measurements to run.", metavar="SECTION")] = "all",
     runs: Annotated[int, typer.Option(min=1, max=5, help="Symbols to store (one run each).", metavar="N")] = 5,
     requests: Annotated[int, typer.Option(min=5, help="HTTP requests per GraphQL measurement.", metavar="N")] = 60,
     subscribers: Annotated[int, typer.Option(min=1, help="Fan-out: subscribers of one symbol.", metavar="N")] = 1_000,
     rate: Annotated[float, typer.Option(min=0.1, help="Fan-out: updates per second.", metavar="RATE")] = 10.0,
     seconds: Annotated[
-        float, typer.Option(min=1, help="Fan-out and load: measured duration.", metavar="SECONDS")
+        float, typer.Option(min=1, help="Fan-out, stream and load: measured duration.", metavar="SECONDS")
     ] = 10.0,
     clients: Annotated[int, typer.Option(min=1, help="Load: concurrent clients reading bars.", metavar="N")] = 200,
 ) -> None:
-    """Measure on this machine, on embedded services, each figure beside a baseline of the same run."""
+    """Measure on this machine, on embedded services, each figure beside a baseline of the same run.
+
+    SECTION is one of history, sync, aggregator, stream, fanout, subscriptions, load, all."""
     import importlib.util
 
     if importlib.util.find_spec("uvloop") is None:  # the measuring clients run on it
         console.print("[red]pocketquant bench needs the bench extra: pip install 'pocketquant[bench]'[/red]")
         raise typer.Exit(1)
+    from pocketquant.benchmarks import report
+
+    try:
+        chosen = report.Section(section)
+    except ValueError:
+        choices = ", ".join(s.value for s in report.Section)
+        raise typer.BadParameter(f"{section!r} is not a section ({choices})", param_hint="--section") from None
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("tvDatafeed").setLevel(logging.CRITICAL)
-    from pocketquant import bench as history_bench
-    from pocketquant import bench_live
-
-    rows: list[history_bench.Row] = []
-    if section in (BenchSection.history, BenchSection.all):
-        console.print(f"history: {runs} store runs, {requests} requests per query ...")
-        rows += asyncio.run(history_bench.run(runs, requests))
-    if section in (BenchSection.sync, BenchSection.all):
-        from pocketquant import bench_sync
-
-        console.print("sync: 100 symbols x 5,000 1m bars through the worker ...")
-        synced = asyncio.run(bench_sync.run_sync_bench(100))
-        rows.append(
-            history_bench.Row(
-                f"sync {synced.symbols} symbols x 5,000 1m bars through a worker (simulator, mongoeco)",
-                f"{synced.seconds:.1f} s, {synced.bars_per_second:,.0f} bars/s; {synced.stored:,} bars stored",
-                "< 30 s",
-            )
-        )
-        rows.append(
-            history_bench.Row(
-                "baseline: the same fetches from the simulator, not stored (10 at a time)",
-                f"{synced.fetch_only_seconds:.1f} s",
-            )
-        )
-    if section in (BenchSection.aggregator, BenchSection.all):
-        console.print("aggregator: 1,000,000 ticks, 10 symbols, 6 intervals, best of 3 ...")
-        agg, bare = bench_live.aggregator_throughput()
-        rows.append(
-            history_bench.Row("aggregator, 6 default intervals, all semantics", f"{agg:,.0f} ticks/s", ">= 1,000,000")
-        )
-        rows.append(
-            history_bench.Row(
-                "baseline: bare OHLC loop, 6 intervals", f"{bare:,.0f} ticks/s (aggregator: {agg / bare:.2f}x)"
-            )
-        )
-    if section in (BenchSection.stream, BenchSection.all):
-        from pocketquant import bench_stream
-
-        console.print(f"stream: 500 watched symbols, simulator firehose for {seconds}s ...")
-        s = asyncio.run(bench_stream.run_stream_bench(500, seconds))
-        rows.append(
-            history_bench.Row(
-                f"stream, {s.symbols} symbols: quote frames -> parse, merge, aggregate, publish to Redis",
-                f"{s.ticks_per_second:,.0f} ticks/s sustained on one core ({s.published:,} updates published, "
-                f"{s.merged:,} quotes merged into newer ones under overload); "
-                f"CPU {s.cpu_us_per_tick:.1f} us/tick; alone: parse {s.parse_us:.1f}, aggregate {s.aggregate_us:.1f}, "
-                f"encode + publish {s.publish_us:.1f} us/tick",
-                ">= 20,000 ticks/s",
-            )
-        )
-        rows.append(
-            history_bench.Row("baseline: parsing the same frames alone", f"{s.baseline_ticks_per_second:,.0f} ticks/s")
-        )
-    if section in (BenchSection.fanout, BenchSection.all):
-        console.print(f"fan-out: {subscribers} subscribers, {rate}/s for {seconds}s ...")
-        for r in asyncio.run(bench_live.run_fanout(subscribers, rate, seconds)):
-            rows.append(
-                history_bench.Row(
-                    r.name,
-                    f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; delivered {r.received:,}/{r.expected:,}; "
-                    f"peak RSS {r.peak_rss_mb:.0f} MB (+{r.peak_rss_mb - r.start_rss_mb:.0f} MB over the run)",
-                    "p99 < 25 ms" if r.name.startswith("GraphQL") else "",
-                )
-            )
-    if section in (BenchSection.load, BenchSection.all):
-        from pocketquant import bench_load
-
-        console.print(f"load: {clients} clients reading 1,000-bar pages of 50 series for {seconds}s ...")
-        for objects in (False, True):
-            load = asyncio.run(bench_load.run_bar_load(clients=clients, duration=seconds, objects=objects))
-            rows.append(
-                history_bench.Row(
-                    load.name,
-                    f"{load.pages_per_second:,.0f} pages/s, p50 {load.page_p50_ms:.0f} ms, p99 {load.page_p99_ms:.0f} "
-                    f"ms; /health meanwhile p50 {load.health_p50_ms:.1f} ms, p99 {load.health_p99_ms:.1f} ms; longest "
-                    f"loop stall {load.max_stall_ms:.0f} ms; errors {load.errors}; stream lock lost {load.lock_lost}x",
-                    "/health p99 < 100 ms, stall < 50 ms, page p99 < 250 ms, lock kept" if not objects else "",
-                )
-            )
-    print(history_bench.render(rows))
+    options = report.Options(runs, requests, subscribers, rate, seconds, clients)
+    print(report.render(report.run(chosen, options, say=console.print)))
 
 
 @app.command()

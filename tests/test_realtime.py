@@ -207,6 +207,7 @@ async def test_bad_input_fails_that_subscription_only(
             (LIVE_BARS, {"e": "NASDAQ", "s": "AAPL", "i": "MINUTE_3"}, "MINUTE_3 is not aggregated live"),
             (LIVE_BARS, {"e": "NASDAQ", "s": "AA PL", "i": "MINUTE_1"}, "malformed symbol"),
             (LIVE_BARS, {"e": "NASDAQ", "s": "MSFT", "i": "MINUTE_1"}, "not watched: NASDAQ:MSFT"),
+            (LIVE_QUOTES, {"t": ["NASDAQ:MSFT", "NASDAQ:AAPL", "NYSE:IBM"]}, "not watched: NASDAQ:MSFT, NYSE:IBM;"),
             (LIVE_QUOTES, {"t": [f"NASDAQ:S{i}" for i in range(51)]}, "at most 50 tickers"),
             (LIVE_QUOTES, {"t": ["NASDAQ"]}, "expected EXCHANGE:SYMBOL"),
         ]

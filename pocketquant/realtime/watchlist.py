@@ -16,7 +16,20 @@ class WatchlistFullError(Exception):
 
 
 async def watched() -> set[SymbolKey]:
-    return {SymbolKey(d.exchange, d.symbol) for d in await WatchedSymbol.find_all().to_list()}
+    docs = await WatchedSymbol.get_pymongo_collection().find({}, {"_id": 0, "exchange": 1, "symbol": 1}).to_list()
+    return {SymbolKey(d["exchange"], d["symbol"]) for d in docs}
+
+
+async def not_watched(keys: Sequence[SymbolKey]) -> list[SymbolKey]:
+    """Those of ``keys`` that are not on the watch list. Reads only their entries: every
+    live subscription asks, and the list holds up to MAX_WATCHED_SYMBOLS."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return []
+    query = {"$or": [{"exchange": k.exchange, "symbol": k.symbol} for k in wanted]}
+    docs = await WatchedSymbol.get_pymongo_collection().find(query, {"_id": 0, "exchange": 1, "symbol": 1}).to_list()
+    found = {SymbolKey(d["exchange"], d["symbol"]) for d in docs}
+    return [k for k in wanted if k not in found]
 
 
 async def watch(keys: Sequence[SymbolKey], cap: int) -> list[SymbolKey]:

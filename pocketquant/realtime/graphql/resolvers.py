@@ -37,7 +37,7 @@ def _tickers(tickers: list[str], limit: int) -> list[SymbolKey]:
 
 
 async def _require_watched(keys: list[SymbolKey]) -> None:
-    missing = sorted(k.ticker for k in set(keys) - await watchlist.watched())
+    missing = sorted(k.ticker for k in await watchlist.not_watched(keys))
     if missing:
         raise BadUserInputError(f"not watched: {', '.join(missing)}; call watchSymbols first", field="tickers")
 

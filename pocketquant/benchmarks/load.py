@@ -58,7 +58,7 @@ def _p(samples: list[float], q: float) -> float:
 async def run_bar_load(
     clients: int = 200, symbols: int = 50, bars: int = 1_000, duration: float = 10.0, objects: bool = False
 ) -> LoadResult:
-    from pocketquant.bench import embedded_stack
+    from pocketquant.benchmarks.harness import embedded_stack
     from pocketquant.realtime.documents import WatchedSymbol
     from pocketquant.realtime.stream import run_stream
 
@@ -77,7 +77,7 @@ async def run_bar_load(
             await asyncio.sleep(1.0)  # the stream takes the lock
             watch = _loop_watch()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pocketquant.bench_load", "client", url,
+                sys.executable, "-m", "pocketquant.benchmarks.load", "client", url,
                 str(clients), str(symbols), str(bars), str(duration), "objects" if objects else "columns",
                 stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip

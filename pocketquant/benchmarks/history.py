@@ -1,4 +1,4 @@
-"""`pocketquant bench`: measurements on this machine, with baselines from the same run.
+"""Storage and GraphQL reads of one symbol's history, each beside its baseline.
 
 Everything runs embedded (mongoeco on a SQLite file, a local Redis, the simulator, the
 API on uvicorn), so the figures are comparable between machines only as ratios.
@@ -6,63 +6,16 @@ API on uvicorn), so the figures are comparable between machines only as ratios.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import httpx
 
-from pocketquant.api.serving import serve
+from pocketquant.benchmarks.harness import Row, embedded_stack
 from pocketquant.domain import Interval, SeriesKey
 from pocketquant.history.documents import BarChunk
-from pocketquant.infra.embedded import embedded_redis, mongodb_process
-from pocketquant.resources import Resources, open_resources
-from pocketquant.settings import Settings
-from pocketquant.simulator import TradingViewSimulator
-
-
-@dataclass
-class Row:
-    name: str
-    value: str
-    target: str = ""
-
-
-@contextlib.asynccontextmanager
-async def embedded_stack(ticks: bool = False) -> AsyncIterator[tuple[Resources, str]]:
-    """Everything a benchmark needs, embedded and thrown away afterwards: mongoeco on a
-    SQLite file in a temporary directory, a local Redis, the simulator (ticking its
-    quoted symbols with ``ticks``), and the API served on loopback. Yields the open
-    resources and the API's base URL."""
-    from pocketquant.api.app import create_app
-
-    with tempfile.TemporaryDirectory(prefix="pocketquant-bench-") as tmp:
-        async with (
-            mongodb_process(Path(tmp) / "bench.sqlite3") as mongo_url,
-            embedded_redis() as redis_url,
-            TradingViewSimulator() as sim,
-        ):
-            if ticks:
-                sim.start_auto_ticks()
-            settings = Settings(
-                _env_file=None,
-                mongodb_url=mongo_url,
-                redis_url=redis_url,
-                tradingview_websocket_url=sim.websocket_url,
-                tradingview_search_url=sim.search_url,
-                # The benchmarks measure the service's work, from one client address:
-                # no key checks and no rate limits.
-                auth_required=False,
-                rate_limit_queries_per_second=0,
-                rate_limit_mutations_per_second=0,
-                rate_limit_sync_jobs_per_minute=0,
-            )
-            async with open_resources(settings) as resources, serve(create_app(settings, resources)) as url:
-                yield resources, url
+from pocketquant.resources import Resources
 
 
 async def _timed(fn: Callable[[], Awaitable[object]], runs: int) -> list[float]:
@@ -142,9 +95,3 @@ async def _graphql(resources: Resources, url: str, requests: int) -> list[Row]:
         Row("1,000 bars, objects, cold", _ms(obj_cold)),
         Row("1,000 bars, objects, from the Redis cache", _ms(obj_hot)),
     ]
-
-
-def render(rows: list[Row]) -> str:
-    lines = ["| measurement | result | target |", "|---|---|---|"]
-    lines += [f"| {r.name} | {r.value} | {r.target} |" for r in rows]
-    return "\n".join(lines)

@@ -16,11 +16,10 @@ import contextlib
 import json
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from pocketquant.benchmarks.harness import embedded_services, helper_process, simulator_urls
 from pocketquant.domain import SymbolKey
 from pocketquant.domain.aggregator import BarAggregator
 from pocketquant.simulator.market import Instrument, SimulatedMarket
@@ -69,7 +68,7 @@ def _frames(keys: list[SymbolKey], t: int, rng: random.Random) -> str:
 
 
 async def run_stream_bench(symbols: int = 500, seconds: float = 10.0) -> StreamResult:
-    from pocketquant.infra.embedded import embedded_redis, free_port, mongodb_process
+    from pocketquant.infra.embedded import free_port
     from pocketquant.realtime import watchlist
     from pocketquant.realtime.stream import StreamService
     from pocketquant.resources import open_resources
@@ -77,48 +76,41 @@ async def run_stream_bench(symbols: int = 500, seconds: float = 10.0) -> StreamR
 
     keys = [i.key for i in instruments(symbols)]
     port = free_port()
-    firehose = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pocketquant.bench_stream", "firehose", str(port), str(symbols),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert firehose.stdout is not None
-        await asyncio.wait_for(firehose.stdout.readline(), 30)  # "ready"
-        with tempfile.TemporaryDirectory(prefix="pocketquant-bench-") as tmp:
-            async with mongodb_process(Path(tmp) / "bench.sqlite3") as mongo_url, embedded_redis() as redis_url:
-                settings = Settings(
-                    _env_file=None,
-                    mongodb_url=mongo_url,
-                    redis_url=redis_url,
-                    tradingview_websocket_url=f"ws://127.0.0.1:{port}/socket.io/websocket",
-                    tradingview_search_url=f"http://127.0.0.1:{port}/symbol_search/v3/",
-                    max_watched_symbols=max(symbols, 500),
-                    watchlist_refresh_seconds=0.2,
-                )
-                async with open_resources(settings) as resources:
-                    await watchlist.watch(keys, settings.max_watched_symbols)
-                    service = StreamService(resources, "bench")
-                    task = asyncio.create_task(service.run())
-                    try:
-                        async with asyncio.timeout(60):
-                            while len(service.client.receiving) < symbols:  # noqa: ASYNC110 - polled state
-                                await asyncio.sleep(0.1)
-                        await asyncio.sleep(1.0)  # warmed up
-                        ticks0, published0 = service.aggregator.ticks, service.updates_published
-                        merged0 = service.updates_merged
-                        cpu0, wall0 = time.process_time(), time.perf_counter()
-                        await asyncio.sleep(seconds)
-                        ticks, published = service.aggregator.ticks - ticks0, service.updates_published - published0
-                        merged = service.updates_merged - merged0
-                        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-                    finally:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
-                    parse, aggregate, publish, baseline = await _stages(resources, keys)
-    finally:
-        firehose.kill()
-        await firehose.wait()
+    async with (
+        helper_process("pocketquant.benchmarks.stream", "firehose", str(port), str(symbols)),
+        embedded_services() as (mongo_url, redis_url),
+    ):
+        websocket_url, search_url = simulator_urls(port)
+        settings = Settings(
+            _env_file=None,
+            mongodb_url=mongo_url,
+            redis_url=redis_url,
+            tradingview_websocket_url=websocket_url,
+            tradingview_search_url=search_url,
+            max_watched_symbols=max(symbols, 500),
+            watchlist_refresh_seconds=0.2,
+        )
+        async with open_resources(settings) as resources:
+            await watchlist.watch(keys, settings.max_watched_symbols)
+            service = StreamService(resources, "bench")
+            task = asyncio.create_task(service.run())
+            try:
+                async with asyncio.timeout(60):
+                    while len(service.client.receiving) < symbols:  # noqa: ASYNC110 - polled state
+                        await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)  # warmed up
+                ticks0, published0 = service.aggregator.ticks, service.updates_published
+                merged0 = service.updates_merged
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await asyncio.sleep(seconds)
+                ticks, published = service.aggregator.ticks - ticks0, service.updates_published - published0
+                merged = service.updates_merged - merged0
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            parse, aggregate, publish, baseline = await _stages(resources, keys)
     return StreamResult(symbols, wall, ticks, published, merged, cpu, parse, aggregate, publish, baseline)
 
 

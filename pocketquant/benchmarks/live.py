@@ -99,23 +99,26 @@ class FanoutResult:
     start_rss_mb: float  # before the clients connected: peak - start is what the run cost
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _sent_at(message: str | bytes) -> float | None:
-    """The publish time carried as the quote's price, found without a full JSON parse
-    (the client process must stay cheaper than the server it measures)."""
+    """The publish time carried as a quote's price or a bar's close, found without a full
+    JSON parse (the client process must stay cheaper than the server it measures)."""
     text = message.decode() if isinstance(message, bytes) else message
-    at = text.find('"price":')
-    if at < 0:
+    for marker in ('"price":', '"close":'):
+        at = text.find(marker)
+        if at >= 0:
+            break
+    else:
         return None
-    end = at + 8
+    start = end = at + len(marker)
     while end < len(text) and text[end] not in ",}":
         end += 1
     try:
-        value = float(text[at + 8 : end])
+        value = float(text[start:end])
     except ValueError:
         return None
     return value if value > 1e9 else None  # a timed event, not a snapshot
@@ -127,18 +130,24 @@ class _RawClient(asyncio.Protocol):
     per message; with 500 connections per process that alone delays the last message of
     each burst by ~15 ms and would hide the server's own latency."""
 
-    def __init__(self, host: str, path: str, graphql: bool, latencies: list[float], ready: asyncio.Event) -> None:
+    def __init__(
+        self, host: str, path: str, queries: list[str] | None, latencies: list[float], ready: asyncio.Event, index: int
+    ) -> None:
+        """``queries``: the subscriptions to hold over graphql-transport-ws; None for a
+        plain websocket that says its connection number, then listens."""
         self._request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
-            + ("Sec-WebSocket-Protocol: graphql-transport-ws\r\n" if graphql else "")
+            + ("Sec-WebSocket-Protocol: graphql-transport-ws\r\n" if queries is not None else "")
             + "\r\n"
         ).encode()
-        self._graphql = graphql
+        self._queries = queries
+        self._index = index
         self._latencies = latencies
         self._ready = ready
         self._buffer = bytearray()
         self._upgraded = False
+        self.error: bytes | None = None  # the first GraphQL error the server sent
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -166,12 +175,15 @@ class _RawClient(asyncio.Protocol):
                 return
             del self._buffer[: end + 4]
             self._upgraded = True
-            if self._graphql:
+            if self._queries is not None:
                 self._send(json.dumps({"type": "connection_init"}))
                 # A new id per subscription, as the graphql-ws client makes them (UUIDs):
                 # no two subscribers get the same bytes, so the server frames each one.
-                op_id = str(uuid.uuid4())
-                self._send(json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": FANOUT_QUERY}}))
+                for query in self._queries:
+                    op_id = str(uuid.uuid4())
+                    self._send(json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": query}}))
+            else:
+                self._send(str(self._index))
             self._ready.set()
         buf = self._buffer
         while len(buf) >= 2:
@@ -192,29 +204,37 @@ class _RawClient(asyncio.Protocol):
                 sent = _sent_at(payload)
                 if sent is not None:
                     self._latencies.append((now - sent) * 1e3)
+                elif self.error is None and b'"type":"error"' in payload:
+                    self.error = payload
             elif opcode == 0x9:  # ping: answer, or the server drops us
                 self._send(payload.decode(errors="replace"), opcode=0xA)
 
 
-async def _client(url: str, n: int, graphql: bool, duration: float) -> None:
-    """One client process: ``n`` connections, one subscription each; prints READY, then
-    after ``duration`` the latencies (ms) it measured."""
+async def _client(url: str, n: int, mode: str, duration: float, first: int = 0) -> None:
+    """One client process: ``n`` connections (numbered from ``first``), each holding what
+    ``mode`` says (see ``queries_for``); prints READY, then after ``duration`` the
+    latencies (ms) it measured."""
+    from pocketquant.benchmarks.subscriptions import queries_for
+
     latencies: list[float] = []
     loop = asyncio.get_running_loop()
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    transports = []
-    for i in range(n):
+    transports, protocols = [], []
+    for i in range(first, first + n):
         ready = asyncio.Event()
-        factory = functools.partial(_RawClient, f"{host}:{port}", parts.path or "/", graphql, latencies, ready)
-        transport, _ = await loop.create_connection(factory, host, port)
+        queries = [FANOUT_QUERY] if mode == "graphql" else queries_for(i) if mode == "many" else None
+        factory = functools.partial(_RawClient, f"{host}:{port}", parts.path or "/", queries, latencies, ready, i)
+        transport, protocol = await loop.create_connection(factory, host, port)
         transports.append(transport)
+        protocols.append(protocol)
         await asyncio.wait_for(ready.wait(), 60)
         if i % 50 == 49:
             await asyncio.sleep(0.02)  # do not flood the accept queue
-    await asyncio.sleep(1.0 if graphql else 0.2)  # first snapshots delivered
+    await asyncio.sleep(1.0 if mode != "raw" else 0.2)  # first snapshots delivered
     latencies.clear()
-    print("READY", flush=True)
+    errors = [p.error for p in protocols if p.error is not None]
+    print(f"ERROR {errors[0]!r}" if errors else "READY", flush=True)
     await asyncio.sleep(duration)
     for transport in transports:
         transport.abort()
@@ -225,24 +245,29 @@ CLIENT_PROCESSES = 2
 
 
 @contextlib.asynccontextmanager
-async def _clients(url: str, n: int, graphql: bool, duration: float) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+async def clients(url: str, n: int, mode: str, duration: float) -> AsyncIterator[list[asyncio.subprocess.Process]]:
     """Client processes sharing ``n`` connections; yields once all are subscribed."""
     procs = []
     try:
-        for share in (n // CLIENT_PROCESSES + (1 if i < n % CLIENT_PROCESSES else 0) for i in range(CLIENT_PROCESSES)):
+        first = 0
+        for i in range(CLIENT_PROCESSES):
+            share = n // CLIENT_PROCESSES + (1 if i < n % CLIENT_PROCESSES else 0)
             procs.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "pocketquant.bench_live",
+                    "pocketquant.benchmarks.live",
                     "client",
                     url,
                     str(share),
-                    "graphql" if graphql else "raw",
+                    mode,
                     str(duration),
+                    "--first",
+                    str(first),
                     stdout=asyncio.subprocess.PIPE,
                 )
             )
+            first += share
         for proc in procs:
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), 300)
@@ -257,7 +282,7 @@ async def _clients(url: str, n: int, graphql: bool, duration: float) -> AsyncIte
                 await proc.wait()
 
 
-async def _latencies(procs: list[asyncio.subprocess.Process]) -> list[float]:
+async def latencies_of(procs: list[asyncio.subprocess.Process]) -> list[float]:
     latencies: list[float] = []
     for proc in procs:
         out, _ = await proc.communicate()
@@ -269,25 +294,25 @@ async def _measure(
     name: str, url: str, graphql: bool, publish: Any, subscribers: int, rate: float, duration: float
 ) -> FanoutResult:
     """Connect the clients, publish at ``rate`` for ``duration``, collect latencies."""
-    start = _rss_mb(os.getpid())
-    async with _clients(url, subscribers, graphql, duration + 2) as procs:
-        peak = await _drive(publish, rate, duration, os.getpid())
-        latencies = await _latencies(procs)
+    start = rss_mb(os.getpid())
+    async with clients(url, subscribers, "graphql" if graphql else "raw", duration + 2) as procs:
+        peak = await drive(publish, rate, duration, os.getpid())
+        latencies = await latencies_of(procs)
     ordered = sorted(latencies) or [float("nan")]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     expected = int(rate * duration) * subscribers
     return FanoutResult(name, statistics.median(ordered), p99, len(latencies), expected, peak, start)
 
 
-async def _drive(publish: Any, rate: float, duration: float, pid: int) -> float:
+async def drive(publish: Any, rate: float, duration: float, pid: int) -> float:
     """Publish ``rate`` events per second for ``duration``; return peak RSS (MB)."""
-    peak = _rss_mb(pid)
+    peak = rss_mb(pid)
     events = int(rate * duration)
     start = time.perf_counter()
     for i in range(events):
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
         await publish(i)
-        peak = max(peak, _rss_mb(pid))
+        peak = max(peak, rss_mb(pid))
     return peak
 
 
@@ -325,7 +350,7 @@ async def fanout_baseline(subscribers: int, rate: float, duration: float) -> Fan
 
 
 async def run_fanout(subscribers: int = 1_000, rate: float = 10.0, duration: float = 10.0) -> list[FanoutResult]:
-    from pocketquant.bench import embedded_stack
+    from pocketquant.benchmarks.harness import embedded_stack
     from pocketquant.realtime.documents import WatchedSymbol
 
     # The baseline first, in a process that holds nothing else yet: its memory figures
@@ -346,8 +371,9 @@ def main() -> None:
     client = sub.add_parser("client")
     client.add_argument("url")
     client.add_argument("n", type=int)
-    client.add_argument("mode", choices=["graphql", "raw"])
+    client.add_argument("mode", choices=["graphql", "raw", "many"])
     client.add_argument("duration", type=float)
+    client.add_argument("--first", type=int, default=0)
     args = parser.parse_args()
     # The measuring clients share the machine's cores with the server they measure: on
     # uvloop they cost less per message and perturb it less (on this 2-core machine, p99
@@ -355,7 +381,7 @@ def main() -> None:
     # asyncio's own loop, as in production.
     import uvloop  # the bench extra: measuring clients only
 
-    uvloop.run(_client(args.url, args.n, args.mode == "graphql", args.duration))
+    uvloop.run(_client(args.url, args.n, args.mode, args.duration, args.first))
 
 
 if __name__ == "__main__":
