@@ -186,13 +186,6 @@ async def _discard(worker: Worker) -> None:
             await pool.aclose()
 
 
-def health_check_key(settings: Settings) -> str:
-    """Where arq's worker writes its periodic health report (see arq.constants)."""
-    from arq.constants import health_check_key_suffix
-
-    return settings.queue_name + health_check_key_suffix
-
-
 async def stop_worker(worker: Worker, run_task: asyncio.Task[None], grace_seconds: float = 10.0) -> None:
     """Stop a worker started with ``async_run()`` in a task of ours.
 

@@ -30,13 +30,13 @@ from pocketquant.api.loopwatch import LoopWatch
 from pocketquant.api.ratelimit import RateLimiter
 from pocketquant.api.schema import build_schema
 from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Scope
+from pocketquant.history.dispatch import health_check_key
 from pocketquant.logs import RequestIdMiddleware
 from pocketquant.metrics import ApiMetrics
 from pocketquant.realtime import wire
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.resources import Resources, open_resources
 from pocketquant.settings import Settings
-from pocketquant.worker import health_check_key
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def component_checks(resources: Resources, *, details: bool) -> dict[str, 
         return {"ok": True}
 
     async def worker() -> dict[str, Any]:
-        report = await resources.redis.get(health_check_key(resources.settings))
+        report = await resources.redis.get(health_check_key(resources.settings.queue_name))
         if report is None:
             return {"ok": False, "error": "no worker has reported recently"}
         return {"ok": True, "report": report.decode() if isinstance(report, bytes) else str(report)}
@@ -160,8 +160,7 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
             opened = resources if resources is not None else await stack.enter_async_context(open_resources(settings))
             hub = LiveHub(opened.redis)
             stack.push_async_callback(hub.close)
-            fanout = FanoutRegistry()
-            fanout.schema = graphql_app.schema
+            fanout = FanoutRegistry(schema)
             stack.push_async_callback(fanout.close)
             guard = Guard(
                 settings,

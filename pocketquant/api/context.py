@@ -17,11 +17,12 @@ from pocketquant.api.errors import BadUserInputError, RateLimitedError, UserFaci
 from pocketquant.auth.keys import ANONYMOUS, Principal
 from pocketquant.metrics import ApiMetrics
 from pocketquant.realtime.hub import LiveHub
+from pocketquant.realtime.tap import EventTap
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
 
 if TYPE_CHECKING:
-    from pocketquant.api.fanout import FanoutGroup, FanoutRegistry
+    from pocketquant.api.fanout import FanoutRegistry
     from pocketquant.api.guard import Guard
 
 
@@ -43,16 +44,16 @@ class Context:
     # The HTTP response being built (None on a websocket): refusals set its status.
     response: Response | None = None
     # Set when a live subscription runs once for a group of subscribers (api/fanout.py).
-    fanout_group: FanoutGroup | None = None
+    live_tap: EventTap | None = None  # set in the context of a fan-out group's shared run
     active_subscriptions: int = 0
     connection_params: dict[str, Any] = field(default_factory=dict)
     # Batching loaders, one per kind, made on first use (see ``loader``).
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
 
-    def for_group(self, group: FanoutGroup) -> Context:
-        """The context a group's single run uses: its own subscription count (each
-        member is counted against its own connection)."""
-        return dataclasses.replace(self, fanout_group=group, active_subscriptions=0, response=None)
+    def for_shared_run(self, tap: EventTap) -> Context:
+        """The context a fan-out group's single run uses: its tap, and its own
+        subscription count (each member is counted against its own connection)."""
+        return dataclasses.replace(self, live_tap=tap, active_subscriptions=0, response=None)
 
     def loader(self, name: str, load: Callable[[list[Any]], Awaitable[list[Any]]]) -> DataLoader[Any, Any]:
         """A loader that batches the keys asked for in one tick into one ``load`` call.

@@ -29,7 +29,8 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode, GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry import Schema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType as StrawberryOperationType
@@ -37,6 +38,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 from pocketquant.api.errors import UserFacingError
 from pocketquant.api.prepared_frames import frame_writer, text_frame
 from pocketquant.realtime.hub import LatestQueue
+from pocketquant.realtime.tap import EventTap
 
 if TYPE_CHECKING:
     from pocketquant.api.context import Context
@@ -82,7 +84,7 @@ class Member:
         self.group_ended = False
         self._writing: asyncio.Task[bool] | None = None
         self._loop = asyncio.get_running_loop()
-        websocket = handler.websocket.ws  # type: ignore[attr-defined]  # Strawberry's ASGI adapter
+        websocket = handler.starlette_websocket
         self._send_text = websocket.send_text
         self._write_frame = frame_writer(websocket.scope)
         self._prefix = f'{{"id":{json.dumps(operation.id)},"type":"next","payload":'
@@ -177,16 +179,20 @@ class FanoutGroup:
         self.capacity = context.settings.subscriber_queue_size
         self.members: set[Member] = set()
         self.snapshot: dict[Hashable, dict[str, Any]] = {}
-        self.current: dict[str, Any] | None = None  # set by the resolver before each yield
+        self.tap = EventTap()  # which event each result comes from (realtime/tap.py)
         self.failure: ExecutionResult | PreExecutionError | None = None
-        self.settled = asyncio.Event()  # listening, or failed
         self._variables = variables
-        self._context = context.for_group(self)
+        self._context = context.for_shared_run(self.tap)
         self.task: asyncio.Task[None] | None = None
 
-    def listening(self) -> None:
-        """Called by the resolver once it listens: the group can take members."""
-        self.settled.set()
+    async def settled(self) -> None:
+        """Until the run listens (the group can take members) or has ended."""
+        listening = asyncio.ensure_future(self.tap.listening.wait())
+        try:
+            assert self.task is not None
+            await asyncio.wait((listening, self.task), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            listening.cancel()
 
     async def run(self) -> None:
         query, _, operation_name = self.key
@@ -210,14 +216,11 @@ class FanoutGroup:
             )
         finally:
             self.registry.forget(self)
-            self.settled.set()
             for member in list(self.members):
                 member.end()
 
     def _publish(self, result: ExecutionResult) -> None:
-        event = self.current
-        if event is None:
-            return
+        event = self.tap.result_source()
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [e.formatted for e in result.errors]
@@ -253,10 +256,11 @@ class FanoutGroup:
 
 
 class FanoutRegistry:
-    """The groups of one API process (created in the app's lifespan)."""
+    """The groups of one API process (created in the app's lifespan), executing on
+    ``schema``: the schema the GraphQL view serves."""
 
-    def __init__(self) -> None:
-        self.schema: Any = None  # set by the view: the schema the groups execute on
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
         # Live updates offered to members (for /health): written as prepared frames, or
         # not (sent through ASGI, queued behind a pending write, or dropped for a member
         # that is ending).
@@ -317,7 +321,7 @@ class FanoutRegistry:
             group = FanoutGroup(self, key, operation.variables, context)
             self._groups[key] = group
             group.task = asyncio.create_task(group.run(), name="live-group")
-        await group.settled.wait()
+        await group.settled()
         return group
 
     def forget(self, group: FanoutGroup) -> None:
@@ -334,6 +338,16 @@ class FanoutRegistry:
 class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
     """graphql-transport-ws with live subscriptions served by groups, and every
     client message checked for its shape before it is acted on."""
+
+    @property
+    def starlette_websocket(self) -> WebSocket:
+        """The connection's Starlette websocket, which members write to directly.
+        Strawberry's ASGI adapter keeps it as ``ws`` (not public API: checked here once,
+        and by the fan-out tests on every Strawberry upgrade)."""
+        websocket = getattr(self.websocket, "ws", None)
+        if not isinstance(websocket, WebSocket):
+            raise TypeError(f"Strawberry's websocket adapter changed: {type(self.websocket).__name__} has no .ws")
+        return websocket
 
     async def handle_message(self, message: Any) -> None:
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):

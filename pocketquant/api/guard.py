@@ -176,7 +176,7 @@ class GuardExtension(SchemaExtension):
                     raise WrongTransportError(
                         "subscriptions run over a websocket (graphql-transport-ws) at /graphql, not over HTTP"
                     )
-                if context.fanout_group is None:  # a group's members were admitted one by one
+                if context.live_tap is None:  # a group's members were admitted one by one
                     await guard.admit(context, operation)
                 cost = guard.check_document(ec.query or "", ec.graphql_document, ec.operation_name, ec.variables)
             except UserFacingError as exc:

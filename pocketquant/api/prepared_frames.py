@@ -19,7 +19,7 @@ bounded per-subscriber queues keep working exactly as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -48,7 +48,7 @@ def text_frame(*parts: bytes) -> bytes:
     return b"".join((header, *parts))
 
 
-def frame_writer(scope: dict[str, Any]) -> FrameWriter | None:
+def frame_writer(scope: Mapping[str, Any]) -> FrameWriter | None:
     """The connection's prepared-frame writer, if its server offers one."""
     extension = (scope.get("extensions") or {}).get(EXTENSION)
     return extension["write"] if extension else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import health_check_key_suffix, job_key_prefix, result_key_prefix
 
 from pocketquant.domain import Interval, SeriesKey
 
@@ -22,6 +22,11 @@ SYNC_FUNCTION = "sync_series"
 # worker running a job.
 WORKER_ALIVE_PREFIX = "pocketquant:worker:alive:"
 JOB_OWNER_PREFIX = "pocketquant:worker:job-owner:"
+
+
+def health_check_key(queue_name: str) -> str:
+    """Where arq's workers on ``queue_name`` write their periodic health report."""
+    return queue_name + health_check_key_suffix
 
 
 def sync_job_id(series: SeriesKey) -> str:

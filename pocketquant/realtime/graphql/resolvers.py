@@ -43,15 +43,15 @@ async def _require_watched(keys: list[SymbolKey]) -> None:
 
 
 async def _events(context: Context, queue: LatestQueue) -> AsyncIterator[dict[str, Any]]:
-    """The listener's events; for a group run, also tells the group which event each
-    result comes from, and that it is listening."""
-    group = context.fanout_group
-    if group is not None:
-        group.listening()
+    """The listener's events; for a shared run, also records each on its tap (see
+    ``realtime/tap.py``) and says it is listening."""
+    tap = context.live_tap
+    if tap is not None:
+        tap.listening.set()
     while True:
         payload = await queue.get()
-        if group is not None:
-            group.current = payload
+        if tap is not None:
+            tap.emitted(payload)
         yield payload
 
 
