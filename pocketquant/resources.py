@@ -19,12 +19,12 @@ from pymongo import AsyncMongoClient
 
 from pocketquant.auth.keys import AUTH_DOCUMENTS, ApiKeys
 from pocketquant.domain import SymbolKey
+from pocketquant.history.bars import BarService, SeriesReader
 from pocketquant.history.cache import BarCache
 from pocketquant.history.dispatch import SyncDispatcher
 from pocketquant.history.documents import DOCUMENT_MODELS
 from pocketquant.history.gaps import GapFinder
 from pocketquant.history.known import SymbolChecker
-from pocketquant.history.reader import BarReader, SeriesReader
 from pocketquant.history.service import SyncService
 from pocketquant.history.store import BarStore
 from pocketquant.realtime.documents import REALTIME_DOCUMENTS
@@ -46,7 +46,7 @@ class Resources:
     provider: TradingViewHistory
     sync: SyncService
     dispatcher: SyncDispatcher
-    reader: BarReader
+    bars: BarService
     series: SeriesReader
     gaps: GapFinder
     keys: ApiKeys
@@ -102,7 +102,7 @@ async def open_resources(settings: Settings, clock: Callable[[], float] = time.t
                 store = BarStore(settings.chunk_size)
                 gaps = GapFinder(store, clock)
                 cache = BarCache(redis, settings.cache_ttl_seconds)
-                reader = BarReader(store, cache)
+                bars = BarService(store, cache)
                 yield Resources(
                     settings=settings,
                     mongo=mongo,
@@ -111,10 +111,10 @@ async def open_resources(settings: Settings, clock: Callable[[], float] = time.t
                     store=store,
                     cache=cache,
                     provider=provider,
-                    sync=SyncService(provider, store, cache, gaps),
+                    sync=SyncService(provider, store, bars, gaps),
                     dispatcher=SyncDispatcher(redis, settings.queue_name),
-                    reader=reader,
-                    series=SeriesReader(store, reader),
+                    bars=bars,
+                    series=SeriesReader(store, bars),
                     gaps=gaps,
                     keys=ApiKeys(settings.api_key_cache_seconds),
                     symbols=SymbolChecker(resolve, redis, settings.symbol_check_cache_seconds),

@@ -179,7 +179,7 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
                     "pending": hub.pending_updates + sum(len(m.queue) for m in fanout.members),
                     "dropped": hub.dropped_updates + sum(m.queue.dropped for m in fanout.members),
                     "written": dict(fanout.writes),
-                    "cache": dict(opened.reader.stats),
+                    "cache": dict(opened.bars.stats),
                     "stall": loop_watch.recent_max(),
                 }
             )

@@ -80,3 +80,17 @@ class BarColumns:
                 raise InvalidBarsError(f"negative volume in bar at {bar.time}")
             if not (bar.low <= min(bar.open, bar.close) and max(bar.open, bar.close) <= bar.high):
                 raise InvalidBarsError(f"inconsistent OHLC in bar at {bar.time}")
+
+    def checked(self) -> CheckedBars:
+        """These bars, validated (raises :class:`InvalidBarsError`), as a type that says
+        so: whoever receives them need not validate them again. The columns are shared,
+        not copied: do not change them afterwards."""
+        if isinstance(self, CheckedBars):
+            return self
+        self.validate()
+        return CheckedBars(self.t, self.o, self.h, self.l, self.c, self.v)
+
+
+@dataclass(slots=True)
+class CheckedBars(BarColumns):
+    """Bars that passed :meth:`BarColumns.validate` (made by :meth:`BarColumns.checked`)."""

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pocketquant.domain import BarColumns, SeriesKey
+from pocketquant.history.bars import SeriesReader
 from pocketquant.history.cache import PageQuery
-from pocketquant.history.reader import SeriesReader
 
 EXPORT_PAGE = 5_000
 CSV_HEADER = "time,open,high,low,close,volume\n"

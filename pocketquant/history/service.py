@@ -1,5 +1,5 @@
-"""SyncService: fetch a series from the provider, merge it into the store, record the
-outcome in SyncStatus and invalidate the cache when bars changed."""
+"""SyncService: fetch a series from the provider, write it through the bar service
+(which drops the cached pages when bars changed), record the outcome in SyncStatus."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pocketquant.domain import SeriesKey
-from pocketquant.history.cache import BarCache
+from pocketquant.history.bars import BarService
 from pocketquant.history.documents import SymbolRecord, SyncStatus
 from pocketquant.history.gaps import GapCheckError, GapFinder
 from pocketquant.history.store import BarStore, WriteResult
@@ -56,13 +56,13 @@ class SyncService:
         self,
         provider: TradingViewHistory,
         store: BarStore,
-        cache: BarCache,
+        bars: BarService,
         gaps: GapFinder,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._provider = provider
         self._store = store
-        self._cache = cache
+        self._bars = bars
         self._gaps = gaps
         self._clock = clock
 
@@ -91,9 +91,7 @@ class SyncService:
                 },
             )
             raise
-        write = await self._store.write(series, fetched.bars, forming=fetched.forming)
-        if write.changed:
-            await self._cache.invalidate(series)
+        write = await self._bars.write(series, fetched.bars, forming=fetched.forming)
         await self._remember_symbol(series, fetched.metadata)
         stats = await self._store.stats(series)
         gap_count = missing = None

@@ -84,8 +84,9 @@ class BarStore:
 
     async def write(self, series: SeriesKey, bars: BarColumns, *, forming: int | None = None) -> WriteResult:
         """Merge ``bars`` (strictly increasing times) into the stored series; ``forming``
-        is the time of one of them that was still in progress (its values are partial)."""
-        bars.validate()
+        is the time of one of them that was still in progress (its values are partial).
+        Bars not validated yet (not :class:`CheckedBars`) are validated here."""
+        bars = bars.checked()
         groups: dict[int, list[int]] = {}
         for i, t in enumerate(bars.t):
             groups.setdefault(self.chunk_start(series, t), []).append(i)

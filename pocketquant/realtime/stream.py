@@ -342,9 +342,7 @@ class StreamService:
                 Bar(b.start, b.open, b.high, b.low, b.close, b.volume)
                 for b in sorted(bars.values(), key=lambda b: b.start)
             )
-            result = await self._resources.store.write(series, columns)
-            if result.changed:
-                await self._resources.cache.invalidate(series)
+            await self._resources.bars.write(series, columns)
             self.bars_persisted += len(columns)
 
     async def _backfill(self, series: SeriesKey, partial: LiveBar) -> None:

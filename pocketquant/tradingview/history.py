@@ -24,7 +24,7 @@ from tvDatafeed import Interval as TvInterval
 from tvDatafeed import TvDatafeed
 from websocket import WebSocket, WebSocketException, create_connection
 
-from pocketquant.domain import PROVIDER_MAX_BARS, BarColumns, Interval, InvalidBarsError, SeriesKey
+from pocketquant.domain import PROVIDER_MAX_BARS, BarColumns, CheckedBars, Interval, InvalidBarsError, SeriesKey
 from pocketquant.tradingview import protocol
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class SymbolMetadata:
 @dataclass(frozen=True, slots=True)
 class FetchedHistory:
     series: SeriesKey
-    bars: BarColumns
+    bars: CheckedBars
     metadata: SymbolMetadata | None
     # The time of the newest bar if it was still forming when fetched (TradingView's
     # ``lbs.bar_close_time`` lies past its open): its values are partial, not final.
@@ -305,7 +305,7 @@ class TradingViewHistory:
         return matches
 
 
-def _columns(frame: pd.DataFrame, ticker: str) -> BarColumns:
+def _columns(frame: pd.DataFrame, ticker: str) -> CheckedBars:
     index = frame.index
     if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
         raise InvalidHistoryError(f"tvdatafeed returned bar times without a time zone for {ticker}")
@@ -319,10 +319,9 @@ def _columns(frame: pd.DataFrame, ticker: str) -> BarColumns:
         v=[float(x) for x in frame["volume"]],
     )
     try:
-        cols.validate()
+        return cols.checked()
     except InvalidBarsError as exc:
         raise InvalidHistoryError(f"TradingView sent unusable bars for {ticker}: {exc}") from exc
-    return cols
 
 
 __all__ = [

@@ -9,7 +9,7 @@ import strawberry
 from pocketquant.api.context import Info
 from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
 from pocketquant.domain import SeriesKey, SymbolKey
-from pocketquant.history.documents import SymbolRecord
+from pocketquant.history import tracking
 from pocketquant.history.graphql import inputs
 from pocketquant.history.graphql.types import (
     IntervalEnum,
@@ -151,17 +151,7 @@ class HistoryMutation:
             input.intervals or [IntervalEnum.from_domain(i) for i in settings.default_track_intervals]
         )
         await _take_sync_jobs(info, len(intervals))
-        now = datetime.now(UTC)
-        await SymbolRecord.get_pymongo_collection().update_one(
-            {"exchange": key.exchange, "symbol": key.symbol},
-            {"$set": {"tracked": True, "tracked_intervals": [i.value for i in intervals], "updated_at": now}},
-            upsert=True,
-        )
-        # The first track sets tracked_at; a re-track keeps the original date.
-        await SymbolRecord.get_pymongo_collection().update_one(
-            {"exchange": key.exchange, "symbol": key.symbol, "tracked_at": None}, {"$set": {"tracked_at": now}}
-        )
-        record = await _record(key)
+        record = await tracking.track(key, [i.to_domain() for i in intervals], datetime.now(UTC))
         jobs = [await _enqueue(info, SeriesKey.of(key, i.to_domain()), settings.sync_default_bars) for i in intervals]
         return SymbolTracked(symbol=SymbolType.from_document(record), jobs=jobs)
 
@@ -171,19 +161,8 @@ class HistoryMutation:
             key = inputs.symbol_key(exchange, symbol)
         except BadUserInputError as exc:
             return _invalid(exc)
-        before = await SymbolRecord.get_pymongo_collection().find_one_and_update(
-            {"exchange": key.exchange, "symbol": key.symbol},
-            {"$set": {"tracked": False, "tracked_intervals": [], "tracked_at": None, "updated_at": datetime.now(UTC)}},
-        )
-        if before is None:
+        untracked = await tracking.untrack(key, datetime.now(UTC))
+        if untracked is None:
             return InvalidInput(message=f"{key.ticker} is not a known symbol", field="symbol")
-        return SymbolUntracked(
-            symbol=SymbolType.from_document(await _record(key)), was_tracked=bool(before.get("tracked"))
-        )
-
-
-async def _record(key: SymbolKey) -> SymbolRecord:
-    record = await SymbolRecord.find_one(SymbolRecord.exchange == key.exchange, SymbolRecord.symbol == key.symbol)
-    if record is None:  # written a moment ago; absent only if someone deleted it meanwhile
-        raise RuntimeError(f"symbol record {key} vanished")
-    return record
+        record, was_tracked = untracked
+        return SymbolUntracked(symbol=SymbolType.from_document(record), was_tracked=was_tracked)

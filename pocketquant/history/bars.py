@@ -1,5 +1,13 @@
-"""Reading pages of bars: the Redis cache first, MongoDB on a miss, and one read per
-page at a time.
+"""BarService: the one way bars are read and written.
+
+Writes go to the store (bars validated once, see ``CheckedBars``), then invalidate the
+series' cached pages when anything changed. If the invalidation fails (Redis down), the
+series stays marked in this process and its next write invalidates even if that write
+changes nothing: the job or stream batch that failed is retried, its retry finds the bars
+already stored, and the cache must still not keep serving the old pages (the cache's TTL
+bounds how stale a page can be if the process dies first).
+
+Reads: the Redis cache first, MongoDB on a miss, and one read per page at a time.
 
 Concurrent misses of the same page (a burst of clients opening the same chart, or
 every client at once after a write invalidated a series) share one MongoDB read and
@@ -22,18 +30,30 @@ from pocketquant.domain.sessions import Calendar, InvalidSessionError
 from pocketquant.history.cache import BarCache, EncodedPage, PageQuery
 from pocketquant.history.documents import stored_calendar
 from pocketquant.history.store import BarPage as StoredPage
-from pocketquant.history.store import BarStore
+from pocketquant.history.store import BarStore, WriteResult
 
 log = logging.getLogger(__name__)
 
 
-class BarReader:
+class BarService:
     def __init__(self, store: BarStore, cache: BarCache) -> None:
         self._store = store
         self._cache = cache
         self._inflight: dict[tuple[SeriesKey, PageQuery], asyncio.Future[EncodedPage]] = {}
+        self._stale: set[SeriesKey] = set()  # written, cache not invalidated yet
         # Pages by where they came from: the cache, another reader's read, MongoDB.
         self.stats = {"hit": 0, "shared": 0, "miss": 0}
+
+    async def write(self, series: SeriesKey, bars: BarColumns, *, forming: int | None = None) -> WriteResult:
+        """Merge ``bars`` into the stored series (see ``BarStore.write``), then drop its
+        cached pages. Raises RedisError if they could not be dropped (after the bars were
+        stored: a retry of the same write is cheap and drops them)."""
+        result = await self._store.write(series, bars, forming=forming)
+        if result.changed or series in self._stale:
+            self._stale.add(series)
+            await self._cache.invalidate(series)
+            self._stale.discard(series)
+        return result
 
     async def page(self, series: SeriesKey, query: PageQuery) -> EncodedPage:
         cache_key: str | None = None
@@ -95,7 +115,7 @@ class SeriesReader:
 
     _SOURCE_PAGE = 5_000
 
-    def __init__(self, store: BarStore, bars: BarReader) -> None:
+    def __init__(self, store: BarStore, bars: BarService) -> None:
         self._store = store
         self._bars = bars
 

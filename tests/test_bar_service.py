@@ -1,0 +1,48 @@
+"""BarService: bars written through it are validated once, and its cached pages never
+outlive a write, even when dropping them failed the first time."""
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from pocketquant.domain import Bar, BarColumns, InvalidBarsError
+from pocketquant.history.bars import BarService
+from pocketquant.history.cache import BarCache, PageQuery
+from pocketquant.resources import Resources
+from tests.test_store import SERIES, make_bars
+
+NEWEST = PageQuery(None, None, 10, True)
+
+
+async def test_a_retried_write_drops_the_pages_a_failed_invalidation_left(resources: Resources) -> None:
+    redis = Redis.from_url(resources.settings.required_redis_url(), socket_timeout=0.3)
+    service = BarService(resources.store, BarCache(redis, 3600))
+    try:
+        await service.write(SERIES, make_bars(100))
+        before = (await service.page(SERIES, NEWEST)).decode()
+        assert (await service.page(SERIES, NEWEST)).decode() == before  # cached now
+        corrected = make_bars(100, seed=2)
+
+        await resources.redis.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # Redis stops taking writes
+        with pytest.raises(RedisError):
+            await service.write(SERIES, corrected)  # stored, but the cached pages could not be dropped
+        await asyncio.sleep(1.6)
+        assert (await service.page(SERIES, NEWEST)).decode() == before  # still the old page
+
+        retry = await service.write(SERIES, corrected)  # what the job or the stream does next
+        assert retry.chunks_written == 0  # nothing left to store...
+        page = (await service.page(SERIES, NEWEST)).decode()
+        assert page.c[0] == corrected.c[-1] != before.c[0]  # ...and the stale page is gone
+    finally:
+        await redis.aclose()
+
+
+async def test_bars_are_validated_once_on_their_way_in(resources: Resources) -> None:
+    bad = BarColumns.from_bars([Bar(60, 1.0, 0.5, 2.0, 1.0, 1.0)])  # high below low
+    with pytest.raises(InvalidBarsError):
+        await resources.bars.write(SERIES, bad)
+    checked = make_bars(3).checked()
+    assert checked.checked() is checked  # what a provider validated is not validated again
+    assert (await resources.bars.write(SERIES, checked)).bars_inserted == 3
