@@ -25,7 +25,7 @@ async def test_a_retried_write_drops_the_pages_a_failed_invalidation_left(resour
         assert (await service.page(SERIES, NEWEST)).decode() == before  # cached now
         corrected = make_bars(100, seed=2)
 
-        await resources.redis.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # Redis stops taking writes
+        await resources.redis.client_pause(1500, all=False)  # Redis stops taking writes for 1.5 s
         with pytest.raises(RedisError):
             await service.write(SERIES, corrected)  # stored, but the cached pages could not be dropped
         await asyncio.sleep(1.6)
