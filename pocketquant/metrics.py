@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -32,10 +33,18 @@ SYNC_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-async def record_sync_job(redis: Redis, outcome: str, seconds: float) -> None:
-    """Count one finished sync job attempt (``ok``, ``failed``, ``retried``) in Redis."""
+class JobOutcome(StrEnum):
+    """How a sync job attempt ended: ``retried`` will run again."""
+
+    OK = "ok"
+    FAILED = "failed"
+    RETRIED = "retried"
+
+
+async def record_sync_job(redis: Redis, outcome: JobOutcome, seconds: float) -> None:
+    """Count one finished sync job attempt in Redis."""
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(SYNC_JOBS_KEY, outcome, 1)
+        pipe.hincrby(SYNC_JOBS_KEY, outcome.value, 1)
         for bound in SYNC_BUCKETS:
             if seconds <= bound:
                 pipe.hincrby(SYNC_SECONDS_KEY, str(bound), 1)
@@ -118,7 +127,7 @@ class _DeploymentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("pocketquant_redis_up", "Redis answered this scrape.", value=1 if self.redis_ok else 0)
-        outcomes = {outcome: self.sync_jobs.get(outcome, 0.0) for outcome in ("ok", "failed", "retried")}
+        outcomes = {o.value: self.sync_jobs.get(o.value, 0.0) for o in JobOutcome}
         yield _counter("pocketquant_sync_jobs", "Sync job attempts finished, by outcome.", "outcome", outcomes)
         seconds = self.sync_seconds
         buckets = [(str(b), seconds.get(str(b), 0.0)) for b in SYNC_BUCKETS] + [("+Inf", seconds.get("count", 0.0))]

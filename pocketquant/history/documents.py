@@ -4,6 +4,7 @@ domain objects are separate and converted at the edges."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import ClassVar
 
 from beanie import Document
@@ -83,13 +84,23 @@ class BarChunk(Document):
         ]
 
 
+class StoredSyncState(StrEnum):
+    """A sync's state as stored (GraphQL's SyncState adds INTERRUPTED, which is read
+    from the workers' liveness, not stored)."""
+
+    NEVER = "never"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class SyncStatus(Document):
     """The outcome of syncs of one (exchange, symbol, interval)."""
 
     exchange: str
     symbol: str
     interval: str
-    state: str = "never"  # never | running | succeeded | failed
+    state: StoredSyncState = StoredSyncState.NEVER
     last_job_id: str | None = None
     last_attempt_at: datetime | None = None
     last_success_at: datetime | None = None

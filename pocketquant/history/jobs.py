@@ -12,11 +12,12 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from pocketquant.domain import Interval, SeriesKey
-from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.history.documents import StoredSyncState, SymbolRecord, SyncStatus
 from pocketquant.history.gaps import GapCheckError
+from pocketquant.history.service import SyncJobResult
 from pocketquant.history.store import ChunkConflictError
 from pocketquant.infra.backoff import backoff_delay
-from pocketquant.metrics import record_sync_job
+from pocketquant.metrics import JobOutcome, record_sync_job
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
 from pocketquant.tradingview.history import MAX_HISTORY_BARS, ProviderError, SymbolNotFoundError
@@ -34,18 +35,18 @@ def retry_delay(settings: Settings, job_try: int) -> float:
     return backoff_delay(job_try, base=settings.sync_retry_base_seconds, cap=600.0)
 
 
-async def sync_series(ctx: dict[str, Any], exchange: str, symbol: str, interval: str, n_bars: int) -> dict[str, Any]:
+async def sync_series(ctx: dict[str, Any], exchange: str, symbol: str, interval: str, n_bars: int) -> SyncJobResult:
     """Sync one series. Transient failures (provider unreachable, MongoDB or Redis
     errors) are retried with backoff; the final outcome is the job's result."""
     resources = _resources(ctx)
     started = time.monotonic()
-    outcome = "failed"
+    outcome = JobOutcome.FAILED
     try:
         result = await _sync_series(ctx, resources, SeriesKey(exchange, symbol, Interval.parse(interval)), n_bars)
-        outcome = "ok" if result.get("ok", True) else "failed"
+        outcome = JobOutcome.OK if result["ok"] else JobOutcome.FAILED
         return result
     except Retry:
-        outcome = "retried"
+        outcome = JobOutcome.RETRIED
         raise
     finally:
         try:
@@ -54,7 +55,7 @@ async def sync_series(ctx: dict[str, Any], exchange: str, symbol: str, interval:
             log.warning("sync job metrics not recorded: %s", exc)
 
 
-async def _sync_series(ctx: dict[str, Any], resources: Resources, series: SeriesKey, n_bars: int) -> dict[str, Any]:
+async def _sync_series(ctx: dict[str, Any], resources: Resources, series: SeriesKey, n_bars: int) -> SyncJobResult:
     settings = resources.settings
     job_try: int = ctx.get("job_try", 1)
     try:
@@ -62,13 +63,13 @@ async def _sync_series(ctx: dict[str, Any], resources: Resources, series: Series
     except ProviderError as exc:
         if exc.transient and job_try < settings.sync_max_tries:
             raise Retry(defer=retry_delay(settings, job_try)) from exc
-        return {"ok": False, "error": str(exc), "error_kind": exc.kind, "attempts": job_try}
+        return {"ok": False, "attempts": job_try, "error": str(exc), "error_kind": exc.kind}
     except (PyMongoError, RedisError, ChunkConflictError) as exc:
         if job_try < settings.sync_max_tries:
             log.warning("sync %s attempt %d failed, will retry: %s", series, job_try, exc)
             raise Retry(defer=retry_delay(settings, job_try)) from exc
         raise
-    return outcome.as_dict() | {"attempts": job_try}
+    return outcome.result(job_try)
 
 
 async def _resync_tracked(ctx: dict[str, Any], intraday: bool) -> int:
@@ -79,7 +80,9 @@ async def _resync_tracked(ctx: dict[str, Any], intraday: bool) -> int:
     count = 0
     unknown = {
         (s.exchange, s.symbol, s.interval)
-        for s in await SyncStatus.find({"state": "failed", "last_error_kind": SymbolNotFoundError.kind}).to_list()
+        for s in await SyncStatus.find(
+            {"state": StoredSyncState.FAILED.value, "last_error_kind": SymbolNotFoundError.kind}
+        ).to_list()
     }
     async for record in SymbolRecord.find(SymbolRecord.tracked == True):  # noqa: E712 - a query, not a test
         for value in record.tracked_intervals:

@@ -7,11 +7,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from pocketquant.domain import SeriesKey
 from pocketquant.history.bars import BarService
-from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.history.documents import StoredSyncState, SymbolRecord, SyncStatus
 from pocketquant.history.gaps import GapCheckError, GapFinder
 from pocketquant.history.store import BarStore, WriteResult
 from pocketquant.tradingview.history import ProviderError, SymbolMetadata, TradingViewHistory
@@ -28,10 +28,11 @@ class SyncOutcome:
     first_bar: int | None
     last_bar: int | None
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-safe form, stored as the arq job result."""
+    def result(self, attempts: int) -> SyncJobResult:
+        """The arq job result of a sync that succeeded."""
         return {
             "ok": True,
+            "attempts": attempts,
             "bars_fetched": self.bars_fetched,
             "bars_inserted": self.write.bars_inserted,
             "bars_updated": self.write.bars_updated,
@@ -41,6 +42,24 @@ class SyncOutcome:
             "first_bar": self.first_bar,
             "last_bar": self.last_bar,
         }
+
+
+class SyncJobResult(TypedDict, total=False):
+    """What a sync job returns (kept by arq as the job's result): ``ok`` and
+    ``attempts`` always; the counts when it succeeded, the error when it failed."""
+
+    ok: Required[bool]
+    attempts: Required[int]
+    bars_fetched: int
+    bars_inserted: int
+    bars_updated: int
+    bars_unchanged: int
+    chunks_written: int
+    bar_count: int
+    first_bar: int | None
+    last_bar: int | None
+    error: str
+    error_kind: str
 
 
 def _status_key(series: SeriesKey) -> dict[str, str]:
@@ -72,7 +91,7 @@ class SyncService:
         status = SyncStatus.get_pymongo_collection()
         await status.update_one(
             _status_key(series),
-            {"$set": {"state": "running", "last_job_id": job_id, "last_attempt_at": self._clock()}},
+            {"$set": {"state": StoredSyncState.RUNNING.value, "last_job_id": job_id, "last_attempt_at": self._clock()}},
             upsert=True,
         )
         try:
@@ -83,7 +102,7 @@ class SyncService:
                 _status_key(series),
                 {
                     "$set": {
-                        "state": "failed",
+                        "state": StoredSyncState.FAILED.value,
                         "last_error": str(exc),
                         "last_error_kind": exc.kind,
                         "last_error_at": self._clock(),
@@ -104,7 +123,7 @@ class SyncService:
             _status_key(series),
             {
                 "$set": {
-                    "state": "succeeded",
+                    "state": StoredSyncState.SUCCEEDED.value,
                     "last_success_at": self._clock(),
                     "bar_count": stats.bar_count,
                     "first_bar_at": _ts(stats.first),

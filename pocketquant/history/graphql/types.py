@@ -19,7 +19,7 @@ from pocketquant.api.scalars import EpochSeconds, EpochSecondsArray, FloatArray,
 from pocketquant.domain import BarColumns, Interval
 from pocketquant.history.cache import EncodedPage
 from pocketquant.history.dispatch import JOB_OWNER_PREFIX, WORKER_ALIVE_PREFIX
-from pocketquant.history.documents import SymbolRecord, SyncStatus
+from pocketquant.history.documents import StoredSyncState, SymbolRecord, SyncStatus
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ async def sync_statuses(redis: Redis, docs: list[SyncStatus]) -> list[SyncStatus
     """The statuses of ``docs``, a running sync whose worker has died shown as
     INTERRUPTED (its job waits a few seconds to be run again). If Redis cannot say, the
     stored state is shown."""
-    running = [d.last_job_id for d in docs if d.state == SyncState.RUNNING.value and d.last_job_id]
+    running = [d.last_job_id for d in docs if d.state is StoredSyncState.RUNNING and d.last_job_id]
     dead: set[str] = set()
     if running:
         try:
