@@ -7,6 +7,7 @@ The API's lifespan, the worker's start-up and the CLI all go through
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -51,6 +52,21 @@ class Resources:
     gaps: GapFinder
     keys: ApiKeys
     symbols: SymbolChecker
+
+    def with_store(self, store: BarStore) -> Resources:
+        """These resources with bars kept in ``store`` by everything that reads or
+        writes them (the bar service, the series reader, the sync): how a test puts a
+        failing store under the stream or a sync."""
+        bars = BarService(store, self.cache)
+        gaps = GapFinder(store, self.gaps.clock)
+        return dataclasses.replace(
+            self,
+            store=store,
+            bars=bars,
+            series=SeriesReader(store, bars),
+            gaps=gaps,
+            sync=SyncService(self.provider, store, bars, gaps),
+        )
 
 
 @contextlib.asynccontextmanager

@@ -112,20 +112,20 @@ async def test_sigterm_hands_the_stream_over_at_once(settings: Settings, resourc
 async def test_a_stopping_stream_stores_the_bars_that_closed(
     resources: Resources, stream_clock: ManualClock, simulator: TradingViewSimulator
 ) -> None:
-    import dataclasses
-
     from pocketquant.history.store import BarStore
 
     class DownStore(BarStore):
         up = False
+        refused = 0
 
         async def write(self, series: SeriesKey, bars: BarColumns, *, forming: int | None = None) -> Any:
             if not DownStore.up:
+                DownStore.refused += 1
                 raise ConnectionError("MongoDB is down")
             return await super().write(series, bars, forming=forming)
 
     store = DownStore(resources.settings.chunk_size)
-    service = StreamService(dataclasses.replace(resources, store=store), "stopping", clock=stream_clock)
+    service = StreamService(resources.with_store(store), "stopping", clock=stream_clock)
     await watchlist.watch([AAPL], 10)
     task = asyncio.create_task(service.run())
     await until(lambda: _connected(service))
@@ -143,6 +143,7 @@ async def test_a_stopping_stream_stores_the_bars_that_closed(
         SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1), start=None, end=None, limit=10
     )
     assert page.bars.t == [t0]
+    assert DownStore.refused >= 1  # the stream did write to the store that was down
 
 
 async def _connected(service: StreamService) -> bool:

@@ -59,7 +59,7 @@ class RepairPlan:
 class GapFinder:
     def __init__(self, store: BarStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
-        self._clock = clock  # the provider's now: where its 5,000-bar reach ends
+        self.clock = clock  # the provider's now: where its 5,000-bar reach ends
 
     @staticmethod
     async def calendar(series: SeriesKey) -> Calendar:
@@ -87,7 +87,7 @@ class GapFinder:
         return await self._report(series, calendar, start, end)
 
     async def _report(self, series: SeriesKey, calendar: Calendar, start: int | None, end: int | None) -> GapReport:
-        now = int(self._clock())
+        now = int(self.clock())
         if start is None or end is None:
             return GapReport(series, None, None, 0, 0, [], _reach(calendar, series, now))
         in_progress = calendar.bar(series.interval, now)
@@ -117,7 +117,7 @@ class GapFinder:
         oldest_needed = min(firsts + ([newest] if newest is not None else []), default=None)
         if oldest_needed is None:
             return RepairPlan(MAX_HISTORY_BARS, repairable, out_of_reach)  # nothing stored: all there is
-        n_bars = bars_since(calendar, series.interval, oldest_needed, int(self._clock()), MAX_HISTORY_BARS)
+        n_bars = bars_since(calendar, series.interval, oldest_needed, int(self.clock()), MAX_HISTORY_BARS)
         return RepairPlan(min(n_bars, MAX_HISTORY_BARS), repairable, out_of_reach)
 
 

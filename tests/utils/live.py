@@ -10,13 +10,46 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import websockets
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from websockets.typing import Subprotocol
 
 from pocketquant.domain import SymbolKey
+from pocketquant.simulator import TradingViewSimulator
+from tests.conftest import SIM_START
+from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
+
+AAPL = SymbolKey("NASDAQ", "AAPL")
+
+T0 = int(SIM_START) + 30  # 14:38:00 UTC, a minute boundary: where the live tests trade
+
+LIVE_BARS = """subscription($e: String!, $s: String!, $i: Interval!) {
+  liveBars(exchange: $e, symbol: $s, interval: $i) { ticker interval timestamp open high low close volume ticks partial closed } }"""
+
+LIVE_QUOTES = "subscription($t: [String!]!) { liveQuotes(tickers: $t) { ticker price time bid ask volume } }"
+
+
+async def trade(
+    simulator: TradingViewSimulator, clock: ManualClock, ticks: list[tuple[int, float, float]], key: SymbolKey = AAPL
+) -> None:
+    """Push trades (time, price, session volume), moving the stream's clock along."""
+    for t, price, volume in ticks:
+        clock.now = t
+        await simulator.push_quote(key, lp=price, lp_time=t, volume=volume)
+
+
+async def live_state(api_url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        live: dict[str, Any] = (await http.get(api_url + "/health")).json()["live"]
+        return live
+
+
+async def idle(api_url: str) -> dict[str, Any] | None:
+    live = await live_state(api_url)
+    return live if live["subscribers"] == 0 and live["listeners"] == 0 else None
 
 
 async def until(predicate: Any, within: float = 10.0) -> Any:
