@@ -79,5 +79,12 @@ async def test_metrics_need_a_read_key_when_auth_is_required(settings: Settings,
         refused = await http.get("/metrics")
         assert refused.status_code == 401
         assert "read" in refused.text
+        assert refused.headers["www-authenticate"].startswith("Bearer")
         scraped: dict[Any, float] = await _scrape(url, Authorization=f"Bearer {key}")
         assert ("pocketquant_redis_up", ()) in scraped
+    # A key that is sent must be valid even where none is needed (as for GraphQL and
+    # exports): a scraper with a revoked key is told, not served anonymously.
+    async with serve(create_app(settings, resources)) as url, httpx.AsyncClient(base_url=url) as http:
+        bad = await http.get("/metrics", headers={"Authorization": "Bearer pq_nonsense"})
+        assert bad.status_code == 401, bad.text
+        assert (await http.get("/metrics")).status_code == 200

@@ -25,11 +25,18 @@ from pocketquant.api.cost import CostModel
 from pocketquant.api.export import export_csv
 from pocketquant.api.fanout import FanoutRegistry
 from pocketquant.api.guard import Guard
-from pocketquant.api.http import BodyLimitMiddleware, PocketQuantGraphQL, authenticate, static_text
+from pocketquant.api.http import (
+    AccessRefusedError,
+    BodyLimitMiddleware,
+    PocketQuantGraphQL,
+    authenticate,
+    check_access,
+    static_text,
+)
 from pocketquant.api.loopwatch import LoopWatch
 from pocketquant.api.ratelimit import RateLimiter
 from pocketquant.api.schema import build_schema
-from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Scope
+from pocketquant.auth.keys import InvalidApiKeyError, Scope
 from pocketquant.history.dispatch import health_check_key
 from pocketquant.logs import RequestIdMiddleware
 from pocketquant.metrics import ApiMetrics
@@ -135,13 +142,11 @@ async def metrics_page(request: Request) -> Response:
     """Prometheus metrics (see pocketquant/metrics.py). With ``AUTH_REQUIRED`` a key with
     the read scope is needed: Prometheus sends it with ``authorization: credentials_file``."""
     settings: Settings = request.state.guard.settings
-    if settings.auth_required:
-        try:
-            principal = await authenticate(request.state.resources, request.headers.get("authorization"))
-        except (InvalidApiKeyError, PyMongoError):
-            principal = ANONYMOUS
-        if not principal.can(Scope.READ):
-            return PlainTextResponse("metrics need an API key with the `read` scope\n", 401)
+    needed = Scope.READ if settings.auth_required else None
+    try:
+        await check_access(request.state.resources, request.headers.get("authorization"), needed, "metrics")
+    except AccessRefusedError as exc:
+        return PlainTextResponse(f"{exc}\n", exc.status, headers=exc.headers)
     metrics: ApiMetrics = request.state.metrics
     body = await metrics.render(request.state.resources.redis, wire.STATUS_KEY, settings.queue_name)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -12,14 +12,12 @@ import math
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from pymongo.errors import PyMongoError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
-from pocketquant.api.errors import outage
 from pocketquant.api.guard import Guard
-from pocketquant.api.http import authenticate
-from pocketquant.auth.keys import InvalidApiKeyError, Scope
+from pocketquant.api.http import AccessRefusedError, check_access
+from pocketquant.auth.keys import Scope
 from pocketquant.domain import Interval, InvalidSymbolError, SeriesKey, SymbolKey
 from pocketquant.history.export import CSV_HEADER, csv_rows, pages
 from pocketquant.history.graphql.inputs import epoch
@@ -43,16 +41,11 @@ def _time(value: str | None, name: str) -> int | None:
 
 
 async def _admit(request: Request, guard: Guard, resources: Resources) -> None:
+    needed = Scope.READ if guard.settings.auth_required else None
     try:
-        principal = await authenticate(resources, request.headers.get("authorization"))
-    except InvalidApiKeyError as exc:
-        raise _Refused(401, str(exc), {"WWW-Authenticate": 'Bearer realm="pocketquant"'}) from exc
-    except PyMongoError as exc:
-        raise _Refused(503, f"{outage(exc) or 'the store is unavailable'} (the API key could not be checked)") from exc
-    if guard.settings.auth_required and not principal.can(Scope.READ):
-        if principal.scope is None:
-            raise _Refused(401, "exports need an API key with the `read` scope: send `Authorization: Bearer <key>`")
-        raise _Refused(403, f"this key has the `{principal.scope}` scope; exports need `read`")
+        principal = await check_access(resources, request.headers.get("authorization"), needed, "exports")
+    except AccessRefusedError as exc:
+        raise _Refused(exc.status, str(exc), exc.headers) from exc
     address = request.client.host if request.client else "unknown"
     client = f"key:{principal.key_id}" if principal.key_id else f"ip:{address}"
     decision = await guard.limiter.take(guard.limiter.queries, client, 1)

@@ -34,7 +34,7 @@ from pocketquant.api.context import Context
 from pocketquant.api.errors import outage
 from pocketquant.api.fanout import FanoutTransportWSHandler
 from pocketquant.api.scalars import RawJSON
-from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Principal, bearer_token
+from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Principal, Scope, bearer_token
 from pocketquant.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,38 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
 def static_text(name: str) -> str:
     """A page shipped in pocketquant/api/static."""
     return (importlib.resources.files("pocketquant.api") / "static" / name).read_text(encoding="utf-8")
+
+
+class AccessRefusedError(Exception):
+    """An HTTP endpoint outside GraphQL refuses the request: ``status`` and the reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = {"WWW-Authenticate": 'Bearer realm="pocketquant"'} if status == 401 else {}
+
+
+async def check_access(resources: Resources, header: str | None, needed: Scope | None, what: str) -> Principal:
+    """The principal of an ``Authorization`` header, for an endpoint outside GraphQL
+    that needs ``needed`` (None: anyone). The rules GraphQL follows: a key that is
+    sent must be valid even where none is needed (401); no key where one is needed is
+    401, a key without the scope 403; a key that cannot be checked because MongoDB is
+    down is 503 (retry), never let through."""
+    try:
+        principal = await authenticate(resources, header)
+    except InvalidApiKeyError as exc:
+        raise AccessRefusedError(401, str(exc)) from exc
+    except PyMongoError as exc:
+        raise AccessRefusedError(
+            503, f"{outage(exc) or 'the store is unavailable'} (the API key could not be checked)"
+        ) from exc
+    if needed is not None and not principal.can(needed):
+        if principal.scope is None:
+            raise AccessRefusedError(
+                401, f"{what} need an API key with the `{needed}` scope: send `Authorization: Bearer <key>`"
+            )
+        raise AccessRefusedError(403, f"this key has the `{principal.scope}` scope; {what} need `{needed}`")
+    return principal
 
 
 async def authenticate(resources: Resources, header: str | None) -> Principal:
