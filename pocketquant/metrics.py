@@ -15,7 +15,6 @@ Labels are bounded: operation types, the schema's root fields, error codes, outc
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
+
+from pocketquant.realtime.wire import StreamReport, read_report
 
 SYNC_JOBS_KEY = "pocketquant:metrics:sync-jobs"  # hash: outcome -> count
 SYNC_SECONDS_KEY = "pocketquant:metrics:sync-seconds"  # hash: bucket bound (or "sum", "count") -> value
@@ -109,7 +110,7 @@ class _DeploymentCollector(Collector):
     sync_jobs: dict[str, float] = field(default_factory=dict)
     sync_seconds: dict[str, float] = field(default_factory=dict)
     queued: int = 0
-    stream: dict[str, Any] | None = None
+    stream: StreamReport | None = None
     redis_ok: bool = True
 
     @classmethod
@@ -123,7 +124,7 @@ class _DeploymentCollector(Collector):
                 jobs, seconds, queued, status = await pipe.execute()
         except Exception:  # an outage is a metric too, not a failed scrape
             return cls(redis_ok=False)
-        return cls(_floats(jobs), _floats(seconds), int(queued), json.loads(status) if status else None)
+        return cls(_floats(jobs), _floats(seconds), int(queued), read_report(status))
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("pocketquant_redis_up", "Redis answered this scrape.", value=1 if self.redis_ok else 0)
@@ -153,13 +154,14 @@ def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:
     return {k.decode(): float(v) for k, v in raw.items()}
 
 
-def _stream_families(status: dict[str, Any] | None) -> Iterator[Metric]:
-    running = status is not None and time.time() - float(status.get("reported_at_epoch", 0)) < 30
+def _stream_families(report: StreamReport | None) -> Iterator[Metric]:
+    running = report is not None and time.time() - report["reported_at_epoch"] < 30
     yield GaugeMetricFamily(
         "pocketquant_stream_running", "A stream leader reported in the last 30 s.", value=int(running)
     )
-    if status is None or not running:
+    if report is None or not running:
         return
+    status: dict[str, object] = dict(report)
     gauges = {
         "connected": ("pocketquant_stream_connected", "The leader's TradingView connection is open."),
         "ticks_per_second": ("pocketquant_stream_ticks_per_second", "Trades received per second (last 10 s)."),

@@ -176,3 +176,11 @@ async def test_a_takeover_stores_no_bar_the_new_leader_did_not_see_from_its_star
         assert await until(stored) == [(T0, 10.0, 11.0, 110.0), (T0 + 120, 15.0, 15.0, 10.0)]
     finally:
         await cancel_and_wait(second)
+
+
+async def test_an_unreadable_stream_report_reads_as_no_stream(gql: GraphQLClient, resources: Resources) -> None:
+    # A report this version cannot read (a half-written one, or an incompatible
+    # stream's) is no report: not an internal error for every streamStatus query.
+    await resources.redis.set(wire.STATUS_KEY, '{"instance": 3, "connected": "yes"}', px=60_000)
+    result = (await gql.data("{ streamStatus { running connected instance } }"))["streamStatus"]
+    assert result == {"running": False, "connected": False, "instance": None}

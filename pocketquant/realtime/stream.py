@@ -47,7 +47,7 @@ _OUTBOX_MAX = 100_000  # updates waiting for Redis, at most (then the oldest are
 _MERGE_ABOVE = 1_000  # updates waiting beyond which a symbol's quotes in a batch are merged
 
 
-def _encode(item: dict[str, Any]) -> str:
+def _encode(item: wire.QuotePayload | wire.BarPayload) -> str:
     return json.dumps(item, separators=(",", ":"))
 
 
@@ -378,7 +378,7 @@ class StreamService:
                 )
             await asyncio.sleep(self._settings.stream_status_every_seconds)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> wire.StreamReport:
         now = self._clock()
         while self._tick_times and self._tick_times[0] < now - 10:
             self._tick_times.popleft()

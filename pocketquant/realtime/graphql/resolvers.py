@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
@@ -63,8 +62,8 @@ class RealtimeQuery:
 
     @strawberry.field(description="The stream process as it last reported itself (every second).")
     async def stream_status(self, info: Info) -> StreamStatus:
-        raw = await info.context.resources.redis.get(wire.STATUS_KEY)
-        if raw is None:
+        s = wire.read_report(await info.context.resources.redis.get(wire.STATUS_KEY))
+        if s is None:
             return StreamStatus(
                 running=False, connected=False, instance=None, watched_symbols=[], receiving_symbols=[],
                 ticks_per_second=0.0,
@@ -72,13 +71,11 @@ class RealtimeQuery:
                 symbol_errors=[],
                 bars_closed=0, bars_persisted=0, persist_backlog=0, reported_at=None,
             )  # fmt: skip
-        s = json.loads(raw)
-        last_tick = s.get("last_tick_at")
+        last_tick = s["last_tick_at"]
         # A leader reports every STREAM_STATUS_EVERY_SECONDS; one that has missed two and
         # a half reports is gone (its report lingers in Redis a while longer).
         period = info.context.settings.stream_status_every_seconds
-        reported = s.get("reported_at_epoch")
-        alive = isinstance(reported, int | float) and time.time() - reported <= max(1.5, 2.5 * period)
+        alive = time.time() - s["reported_at_epoch"] <= max(1.5, 2.5 * period)
         return StreamStatus(
             running=alive,
             connected=alive and bool(s["connected"]),
@@ -88,7 +85,7 @@ class RealtimeQuery:
             ticks_per_second=float(s["ticks_per_second"]),
             last_tick_age_seconds=max(0.0, time.time() - last_tick) if last_tick is not None else None,
             reconnects=int(s["reconnects"]),
-            last_error=s.get("last_error"),
+            last_error=s["last_error"],
             late_ticks=int(s["late_ticks"]),
             outside_session_ticks=int(s.get("outside_session_ticks", 0)),
             symbol_errors=[SymbolError(ticker=t, message=m) for t, m in sorted(s["symbol_errors"].items())],
