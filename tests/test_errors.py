@@ -1,6 +1,6 @@
 from graphql import GraphQLError
 
-from pocketquant.api.errors import BadUserInputError, should_mask_error
+from pocketquant.graphql.errors import BadUserInputError, should_mask_error
 
 
 def test_resolver_failures_are_masked_but_user_errors_are_not() -> None:

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pocketquant.domain import Interval
-from pocketquant.history.graphql.types import IntervalEnum
+from pocketquant.graphql.types import IntervalEnum
 
 
 def ts(text: str) -> int:

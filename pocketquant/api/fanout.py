@@ -35,13 +35,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from pocketquant.api.errors import UserFacingError
 from pocketquant.api.prepared_frames import frame_writer, text_frame
+from pocketquant.graphql.errors import UserFacingError
 from pocketquant.realtime.hub import LatestQueue
 from pocketquant.realtime.tap import EventTap
 
 if TYPE_CHECKING:
-    from pocketquant.api.context import Context
+    from pocketquant.graphql.context import Context
 
 log = logging.getLogger(__name__)
 

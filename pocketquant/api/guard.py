@@ -23,7 +23,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from pocketquant.api.cost import CostModel
-from pocketquant.api.errors import (
+from pocketquant.api.ratelimit import Bucket, RateLimiter
+from pocketquant.auth.keys import Principal, Scope
+from pocketquant.graphql.errors import (
     BadUserInputError,
     ForbiddenError,
     QueryTooCostlyError,
@@ -32,11 +34,9 @@ from pocketquant.api.errors import (
     UserFacingError,
     WrongTransportError,
 )
-from pocketquant.api.ratelimit import Bucket, RateLimiter
-from pocketquant.auth.keys import Principal, Scope
 
 if TYPE_CHECKING:
-    from pocketquant.api.context import Context
+    from pocketquant.graphql.context import Context
     from pocketquant.settings import Settings
 
 log = logging.getLogger(__name__)

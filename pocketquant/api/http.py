@@ -30,11 +30,11 @@ from strawberry.http import GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types.graphql import OperationType
 
-from pocketquant.api.context import Context
-from pocketquant.api.errors import outage
 from pocketquant.api.fanout import FanoutTransportWSHandler
-from pocketquant.api.scalars import RawJSON
 from pocketquant.auth.keys import ANONYMOUS, InvalidApiKeyError, Principal, Scope, bearer_token
+from pocketquant.graphql.context import Context
+from pocketquant.graphql.errors import outage
+from pocketquant.graphql.scalars import RawJSON
 from pocketquant.resources import Resources
 
 log = logging.getLogger(__name__)

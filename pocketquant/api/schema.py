@@ -23,9 +23,9 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from pocketquant.api.errors import outage, should_mask_error
 from pocketquant.api.guard import GuardExtension
-from pocketquant.api.scalars import SCALAR_MAP
+from pocketquant.graphql.errors import outage, should_mask_error
+from pocketquant.graphql.scalars import SCALAR_MAP
 from pocketquant.history.graphql.gaps import GapsMutation, GapsQuery
 from pocketquant.history.graphql.mutations import HistoryMutation
 from pocketquant.history.graphql.queries import HistoryQuery

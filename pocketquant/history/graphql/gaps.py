@@ -7,14 +7,15 @@ from typing import Annotated
 
 import strawberry
 
-from pocketquant.api.context import Info
-from pocketquant.api.errors import BadUserInputError
 from pocketquant.domain import SeriesKey
 from pocketquant.domain.gaps import Gap
+from pocketquant.graphql.context import Info
+from pocketquant.graphql.errors import BadUserInputError
+from pocketquant.graphql.types import IntervalEnum, InvalidInput
 from pocketquant.history.gaps import GapCheckError
 from pocketquant.history.graphql import inputs
 from pocketquant.history.graphql.mutations import _enqueue, _invalid, _take_sync_jobs
-from pocketquant.history.graphql.types import IntervalEnum, InvalidInput, SyncEnqueued
+from pocketquant.history.graphql.types import SyncEnqueued
 from pocketquant.tradingview.history import MAX_HISTORY_BARS
 
 MAX_GAPS_LISTED = 1_000

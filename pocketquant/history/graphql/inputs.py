@@ -7,8 +7,8 @@ import binascii
 import re
 from datetime import UTC, datetime
 
-from pocketquant.api.errors import BadUserInputError
 from pocketquant.domain import InvalidSymbolError, SymbolKey
+from pocketquant.graphql.errors import BadUserInputError
 from pocketquant.tradingview.history import MAX_HISTORY_BARS
 
 

@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from pocketquant.api.context import Info
-from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
 from pocketquant.domain import SeriesKey, SymbolKey
+from pocketquant.graphql.context import Info
+from pocketquant.graphql.errors import BadUserInputError, UpstreamUnavailableError
+from pocketquant.graphql.types import IntervalEnum, InvalidInput
 from pocketquant.history import tracking
 from pocketquant.history.graphql import inputs
 from pocketquant.history.graphql.types import (
-    IntervalEnum,
-    InvalidInput,
     SymbolTracked,
     SymbolType,
     SymbolUntracked,

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import strawberry
 from arq.jobs import Job, JobResult, JobStatus
 
-from pocketquant.api.context import Info
-from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
 from pocketquant.domain import InvalidSymbolError, SeriesKey, SymbolKey
+from pocketquant.graphql.context import Info
+from pocketquant.graphql.errors import BadUserInputError, UpstreamUnavailableError
+from pocketquant.graphql.types import IntervalEnum
 from pocketquant.history.cache import PageQuery
 from pocketquant.history.dispatch import JOB_OWNER_PREFIX, WORKER_ALIVE_PREFIX, parse_sync_job_id
 from pocketquant.history.documents import SymbolRecord, SyncStatus
@@ -18,7 +19,6 @@ from pocketquant.history.graphql import inputs
 from pocketquant.history.graphql.types import (
     BarOrder,
     BarPage,
-    IntervalEnum,
     SymbolPage,
     SymbolSearchResult,
     SymbolType,

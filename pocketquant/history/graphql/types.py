@@ -14,42 +14,15 @@ from arq.jobs import JobStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pocketquant.api.context import Info
-from pocketquant.api.scalars import EpochSeconds, EpochSecondsArray, FloatArray, RawJSON
 from pocketquant.domain import BarColumns, Interval
+from pocketquant.graphql.context import Info
+from pocketquant.graphql.scalars import EpochSeconds, EpochSecondsArray, FloatArray, RawJSON
+from pocketquant.graphql.types import IntervalEnum, InvalidInput
 from pocketquant.history.cache import EncodedPage
 from pocketquant.history.dispatch import JOB_OWNER_PREFIX, WORKER_ALIVE_PREFIX
 from pocketquant.history.documents import StoredSyncState, SymbolRecord, SyncStatus
 
 log = logging.getLogger(__name__)
-
-
-@strawberry.enum(
-    name="Interval",
-    description="Bar interval. Bars align to the instrument's trading sessions as TradingView aligns them "
-    "(24x7 instruments: UTC boundaries).",
-)
-class IntervalEnum(enum.Enum):
-    MINUTE_1 = strawberry.enum_value("1m", description="1 minute")
-    MINUTE_3 = strawberry.enum_value("3m", description="3 minutes")
-    MINUTE_5 = strawberry.enum_value("5m", description="5 minutes")
-    MINUTE_15 = strawberry.enum_value("15m", description="15 minutes")
-    MINUTE_30 = strawberry.enum_value("30m", description="30 minutes")
-    MINUTE_45 = strawberry.enum_value("45m", description="45 minutes")
-    HOUR_1 = strawberry.enum_value("1h", description="1 hour")
-    HOUR_2 = strawberry.enum_value("2h", description="2 hours")
-    HOUR_3 = strawberry.enum_value("3h", description="3 hours")
-    HOUR_4 = strawberry.enum_value("4h", description="4 hours")
-    DAY_1 = strawberry.enum_value("1d", description="1 day")
-    WEEK_1 = strawberry.enum_value("1W", description="1 week, opening on Monday")
-    MONTH_1 = strawberry.enum_value("1M", description="1 calendar month")
-
-    def to_domain(self) -> Interval:
-        return Interval(self.value)
-
-    @classmethod
-    def from_domain(cls, interval: Interval) -> IntervalEnum:
-        return cls(interval.value)
 
 
 @strawberry.enum(description="Order of the bars in a page.")
@@ -376,12 +349,6 @@ class SymbolTracked:
 class SymbolUntracked:
     symbol: SymbolType
     was_tracked: bool
-
-
-@strawberry.type(description="The input was rejected; nothing was changed.")
-class InvalidInput:
-    message: str
-    field: str | None = None
 
 
 SyncSymbolResult = Annotated[SyncEnqueued | InvalidInput, strawberry.union("SyncSymbolResult")]

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 import strawberry
 
-from pocketquant.api.context import Context, Info
-from pocketquant.api.errors import BadUserInputError, UpstreamUnavailableError
 from pocketquant.domain import InvalidSymbolError, SymbolKey
-from pocketquant.history.graphql.types import IntervalEnum, InvalidInput
+from pocketquant.graphql.context import Context, Info
+from pocketquant.graphql.errors import BadUserInputError, UpstreamUnavailableError
+from pocketquant.graphql.types import IntervalEnum, InvalidInput
 from pocketquant.realtime import watchlist, wire
 from pocketquant.realtime.graphql.types import LiveBar, LiveQuote, StreamStatus, SymbolError, WatchlistChanged
 from pocketquant.realtime.hub import LatestQueue

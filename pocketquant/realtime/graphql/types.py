@@ -7,8 +7,8 @@ from typing import Any
 
 import strawberry
 
-from pocketquant.api.scalars import EpochSeconds
-from pocketquant.history.graphql.types import IntervalEnum
+from pocketquant.graphql.scalars import EpochSeconds
+from pocketquant.graphql.types import IntervalEnum
 
 
 def _time(epoch: int | None) -> datetime | None:

@@ -13,8 +13,8 @@ import strawberry
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
-from pocketquant.api.errors import BadUserInputError, RateLimitedError, UserFacingError
 from pocketquant.auth.keys import ANONYMOUS, Principal
+from pocketquant.graphql.errors import BadUserInputError, RateLimitedError, UserFacingError
 from pocketquant.metrics import ApiMetrics
 from pocketquant.realtime.hub import LiveHub
 from pocketquant.realtime.tap import EventTap

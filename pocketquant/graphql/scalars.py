@@ -8,7 +8,7 @@ from typing import NewType
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
-from pocketquant.api.errors import BadUserInputError
+from pocketquant.graphql.errors import BadUserInputError
 
 # GraphQL's Int is 32-bit and would overflow in 2038; this one is not.
 EpochSeconds = NewType("EpochSeconds", int)
