@@ -46,3 +46,20 @@ async def test_bars_are_validated_once_on_their_way_in(resources: Resources) -> 
     checked = make_bars(3).checked()
     assert checked.checked() is checked  # what a provider validated is not validated again
     assert (await resources.bars.write(SERIES, checked)).bars_inserted == 3
+
+
+async def test_a_page_kept_in_one_process_is_dropped_by_a_write_in_another(resources: Resources) -> None:
+    query = PageQuery(None, None, 3, False)
+    api_a, api_b = (BarCache(resources.redis, 3600) for _ in range(2))  # two API processes
+    reader = BarService(resources.store, api_a)
+    writer = BarService(resources.store, api_b)
+    await writer.write(SERIES, make_bars(3))
+    first = (await reader.page(SERIES, query)).decode()
+    assert (await api_a.get(SERIES, query))[1] is not None  # kept (in Redis and in process A)
+    await writer.write(SERIES, make_bars(3, seed=9))  # process B stores new values
+    assert (await api_a.get(SERIES, query))[1] is None  # A's copy is of an old generation
+    assert (await reader.page(SERIES, query)).decode() != first
+    # Redis lost its data (restarted without persistence): generations never repeat,
+    # so nothing A kept can pass for current.
+    await resources.redis.delete(f"pocketquant:bars:gen:{SERIES}")
+    assert (await api_a.get(SERIES, query))[1] is None
