@@ -11,19 +11,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pocketquant"
 
 
 def imports(path: Path) -> set[str]:
-    """Modules ``path`` imports at run time (imports under ``if TYPE_CHECKING:`` excluded)."""
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(node)
-        for branch in ast.walk(tree)
-        if isinstance(branch, ast.If) and ast.unparse(branch.test) == "TYPE_CHECKING"
-        for stmt in branch.body
-        for node in ast.walk(stmt)
-    }
+    """Modules ``path`` imports, anywhere in it (type-only imports too: a layer below
+    names nothing above it, not even for its annotations)."""
     found = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
         elif isinstance(node, ast.Import):

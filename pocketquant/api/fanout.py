@@ -378,9 +378,9 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler["Context", None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         context = self.context
-        registry = context.fanout
-        key = registry.key_for(operation) if registry is not None else None
-        if registry is None or key is None:
+        registry = getattr(self.starlette_websocket.state, "fanout", None)  # the app's lifespan state
+        key = registry.key_for(operation) if isinstance(registry, FanoutRegistry) else None
+        if not isinstance(registry, FanoutRegistry) or key is None:
             await super().run_operation(operation)
             return
         try:

@@ -104,6 +104,9 @@ class Guard:
         bucket = self.limiter.mutations if operation is OperationType.MUTATION else self.limiter.queries
         await self.take(context, bucket, 1)
 
+    async def take_sync_jobs(self, context: Context, count: int) -> None:
+        await self.take(context, self.limiter.sync_jobs, count)
+
     async def take(self, context: Context, bucket: Bucket, cost: int) -> None:
         """Take ``cost`` tokens of ``bucket`` for this client, or refuse (HTTP 429)."""
         decision = await self.limiter.take(bucket, context.client, cost)

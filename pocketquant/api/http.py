@@ -107,7 +107,6 @@ class PocketQuantGraphQL(GraphQL[Context, None]):
             hub=state.hub,
             settings=state.guard.settings,
             guard=state.guard,
-            fanout=state.fanout,
             metrics=state.metrics,
             response=response if isinstance(response, Response) else None,
         )

@@ -7,13 +7,14 @@ import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import strawberry
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
+from strawberry.types.graphql import OperationType
 
-from pocketquant.auth.keys import ANONYMOUS, Principal
+from pocketquant.auth.keys import ANONYMOUS, Principal, Scope
 from pocketquant.graphql.errors import BadUserInputError, RateLimitedError, UserFacingError
 from pocketquant.metrics import ApiMetrics
 from pocketquant.realtime.hub import LiveHub
@@ -21,9 +22,18 @@ from pocketquant.realtime.tap import EventTap
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
 
-if TYPE_CHECKING:
-    from pocketquant.api.fanout import FanoutRegistry
-    from pocketquant.api.guard import Guard
+
+class RequestGuard(Protocol):
+    """What the context offers of the API's guard (``pocketquant/api/guard.py``, which
+    implements it): the layers below the API name only this."""
+
+    def required_scope(self, operation: OperationType) -> Scope | None: ...
+
+    async def admit(self, context: Context, operation: OperationType) -> None:
+        """Access and the per-client rate limit of one operation (raises a refusal)."""
+
+    async def take_sync_jobs(self, context: Context, count: int) -> None:
+        """Charge ``count`` sync jobs to the client's rate limit (raises a refusal)."""
 
 
 @dataclass(slots=True)
@@ -35,8 +45,7 @@ class Context:
     # The API's settings (those its resources were opened with, unless a test or
     # `pocketquant dev` serves the same resources with other API settings).
     settings: Settings
-    guard: Guard | None = None
-    fanout: FanoutRegistry | None = None
+    guard: RequestGuard | None = None
     metrics: ApiMetrics | None = None
     principal: Principal = ANONYMOUS
     # Who rate limits count against: the key, or the client's address without one.

@@ -64,7 +64,7 @@ async def _take_sync_jobs(info: Info, count: int) -> None:
     """Charge ``count`` sync jobs to the client's rate limit (RATE_LIMITED past it)."""
     guard = info.context.guard
     if guard is not None:
-        await guard.take(info.context, guard.limiter.sync_jobs, count)
+        await guard.take_sync_jobs(info.context, count)
 
 
 async def _require_known(info: Info, key: SymbolKey) -> None:
