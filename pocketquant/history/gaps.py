@@ -1,7 +1,7 @@
 """Gaps: the bars a stored series lacks, by its instrument's session calendar, and the
 history request that fetches them back.
 
-TradingView serves the newest 5,000 bars of a series and no more (``MAX_HISTORY_BARS``):
+TradingView serves the newest 5,000 bars of a series and no more (``PROVIDER_MAX_BARS``):
 a gap that opens further back than that cannot be repaired from it, and the report
 says so instead of pretending.
 """
@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pocketquant.domain import SeriesKey
+from pocketquant.domain import PROVIDER_MAX_BARS, SeriesKey
 from pocketquant.domain.gaps import Gap, bars_since, expected_bars, find_gaps
 from pocketquant.domain.sessions import Calendar, InvalidSessionError
 from pocketquant.history.documents import stored_calendar
 from pocketquant.history.store import BarStore
-from pocketquant.tradingview.history import MAX_HISTORY_BARS
 
 MAX_CHECKED_BARS = 500_000  # expected bars one check may walk (about 5 years of a stock's 1m bars)
 
@@ -116,19 +115,19 @@ class GapFinder:
         firsts = [max(g.first, report.reach or g.first) for g in repairable]
         oldest_needed = min(firsts + ([newest] if newest is not None else []), default=None)
         if oldest_needed is None:
-            return RepairPlan(MAX_HISTORY_BARS, repairable, out_of_reach)  # nothing stored: all there is
-        n_bars = bars_since(calendar, series.interval, oldest_needed, int(self.clock()), MAX_HISTORY_BARS)
-        return RepairPlan(min(n_bars, MAX_HISTORY_BARS), repairable, out_of_reach)
+            return RepairPlan(PROVIDER_MAX_BARS, repairable, out_of_reach)  # nothing stored: all there is
+        n_bars = bars_since(calendar, series.interval, oldest_needed, int(self.clock()), PROVIDER_MAX_BARS)
+        return RepairPlan(min(n_bars, PROVIDER_MAX_BARS), repairable, out_of_reach)
 
 
 def _reach(calendar: Calendar, series: SeriesKey, now: int) -> int | None:
-    """The opening time of the oldest of the newest ``MAX_HISTORY_BARS`` bars at ``now``."""
+    """The opening time of the oldest of the newest ``PROVIDER_MAX_BARS`` bars at ``now``."""
     longest = 60 * 365 * 86_400
-    span = min(MAX_HISTORY_BARS * series.interval.nominal_seconds, longest)
+    span = min(PROVIDER_MAX_BARS * series.interval.nominal_seconds, longest)
     while True:
         bars = list(expected_bars(calendar, series.interval, now - span, now + 1))
-        if len(bars) >= MAX_HISTORY_BARS:
-            return bars[-MAX_HISTORY_BARS]
+        if len(bars) >= PROVIDER_MAX_BARS:
+            return bars[-PROVIDER_MAX_BARS]
         if span >= longest:
             return bars[0] if bars else None
         span *= 2

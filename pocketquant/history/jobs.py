@@ -11,7 +11,7 @@ from arq.cron import CronJob, cron
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from pocketquant.domain import Interval, SeriesKey
+from pocketquant.domain import PROVIDER_MAX_BARS, Interval, SeriesKey
 from pocketquant.history.documents import StoredSyncState, SymbolRecord, SyncStatus
 from pocketquant.history.gaps import GapCheckError
 from pocketquant.history.service import SyncJobResult
@@ -20,7 +20,7 @@ from pocketquant.infra.backoff import backoff_delay
 from pocketquant.metrics import JobOutcome, record_sync_job
 from pocketquant.resources import Resources
 from pocketquant.settings import Settings
-from pocketquant.tradingview.history import MAX_HISTORY_BARS, ProviderError, SymbolNotFoundError
+from pocketquant.tradingview.history import ProviderError, SymbolNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ async def _bars_needed(resources: Resources, series: SeriesKey) -> int:
         missing = sum(g.missing for g in plan.out_of_reach)
         log.warning(
             "%s: %d gaps (%d bars) are older than TradingView's %d-bar reach and cannot be filled",
-            series, len(plan.out_of_reach), missing, MAX_HISTORY_BARS,
+            series, len(plan.out_of_reach), missing, PROVIDER_MAX_BARS,
         )  # fmt: skip
     return plan.n_bars
 

@@ -29,7 +29,6 @@ from pocketquant.tradingview import protocol
 
 log = logging.getLogger(__name__)
 
-MAX_HISTORY_BARS = PROVIDER_MAX_BARS
 
 _TV_INTERVAL: dict[Interval, TvInterval] = {
     Interval.MINUTE_1: TvInterval.in_1_minute,
@@ -250,8 +249,8 @@ class TradingViewHistory:
         self._timeout = timeout
 
     async def fetch(self, series: SeriesKey, n_bars: int) -> FetchedHistory:
-        if not 1 <= n_bars <= MAX_HISTORY_BARS:
-            raise ValueError(f"n_bars must be between 1 and {MAX_HISTORY_BARS}, got {n_bars}")
+        if not 1 <= n_bars <= PROVIDER_MAX_BARS:
+            raise ValueError(f"n_bars must be between 1 and {PROVIDER_MAX_BARS}, got {n_bars}")
         return await asyncio.to_thread(self._fetch_blocking, series, n_bars)
 
     def _fetch_blocking(self, series: SeriesKey, n_bars: int) -> FetchedHistory:
@@ -325,7 +324,6 @@ def _columns(frame: pd.DataFrame, ticker: str) -> CheckedBars:
 
 
 __all__ = [
-    "MAX_HISTORY_BARS",
     "EmptyHistoryError",
     "FetchedHistory",
     "InvalidHistoryError",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import strawberry
 
-from pocketquant.domain import SeriesKey
+from pocketquant.domain import PROVIDER_MAX_BARS, SeriesKey
 from pocketquant.domain.gaps import Gap
 from pocketquant.graphql.context import Info
 from pocketquant.graphql.errors import BadUserInputError
@@ -16,7 +16,6 @@ from pocketquant.history.gaps import GapCheckError
 from pocketquant.history.graphql import inputs
 from pocketquant.history.graphql.mutations import _enqueue, _invalid, _take_sync_jobs
 from pocketquant.history.graphql.types import SyncEnqueued
-from pocketquant.tradingview.history import MAX_HISTORY_BARS
 
 MAX_GAPS_LISTED = 1_000
 
@@ -31,7 +30,7 @@ class GapType:
     last_missing: datetime = strawberry.field(description="Opening time of the last missing bar.")
     missing_bars: int
     reachable: bool = strawberry.field(
-        description=f"TradingView serves the newest {MAX_HISTORY_BARS:,} bars of a series only: false when this gap "
+        description=f"TradingView serves the newest {PROVIDER_MAX_BARS:,} bars of a series only: false when this gap "
         "is older, so no sync can fill it."
     )
 
@@ -55,7 +54,7 @@ class GapReportType:
     gap_count: int
     gaps: list[GapType] = strawberry.field(description=f"The gaps, oldest first (at most `first`, {MAX_GAPS_LISTED}).")
     oldest_reachable: datetime | None = strawberry.field(
-        description=f"The oldest bar TradingView still serves: the {MAX_HISTORY_BARS:,}th newest."
+        description=f"The oldest bar TradingView still serves: the {PROVIDER_MAX_BARS:,}th newest."
     )
 
 
@@ -65,7 +64,7 @@ class GapsRepairQueued:
     bars_requested: int
     repairable_gaps: int
     out_of_reach: list[GapType] = strawberry.field(
-        description=f"Gaps older than TradingView's {MAX_HISTORY_BARS:,}-bar reach: no sync can fill them."
+        description=f"Gaps older than TradingView's {PROVIDER_MAX_BARS:,}-bar reach: no sync can fill them."
     )
 
 
@@ -122,7 +121,7 @@ class GapsQuery:
 class GapsMutation:
     @strawberry.mutation(
         description=f"Fetch a series' missing bars back from TradingView on the worker: one sync reaching back to the "
-        f"oldest reachable gap (and through the newest bars). Gaps older than its {MAX_HISTORY_BARS:,}-bar reach are "
+        f"oldest reachable gap (and through the newest bars). Gaps older than its {PROVIDER_MAX_BARS:,}-bar reach are "
         "listed, not fetched."
     )
     async def repair_gaps(self, info: Info, exchange: str, symbol: str, interval: IntervalEnum) -> RepairGapsResult:

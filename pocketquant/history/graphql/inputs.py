@@ -7,9 +7,8 @@ import binascii
 import re
 from datetime import UTC, datetime
 
-from pocketquant.domain import InvalidSymbolError, SymbolKey
+from pocketquant.domain import PROVIDER_MAX_BARS, InvalidSymbolError, SymbolKey
 from pocketquant.graphql.errors import BadUserInputError
-from pocketquant.tradingview.history import MAX_HISTORY_BARS
 
 
 def symbol_key(exchange: str, symbol: str) -> SymbolKey:
@@ -26,7 +25,7 @@ def bounded(value: int, low: int, high: int, field: str) -> int:
 
 
 def history_bars(value: int | None, default: int) -> int:
-    return bounded(default if value is None else value, 1, MAX_HISTORY_BARS, "bars")
+    return bounded(default if value is None else value, 1, PROVIDER_MAX_BARS, "bars")
 
 
 def epoch(moment: datetime | None) -> int | None:
