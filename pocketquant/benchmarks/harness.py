@@ -49,9 +49,15 @@ async def embedded_services(engine: Engine = Engine.sqlite) -> AsyncIterator[tup
             yield mongo_url, redis_url
 
 
-def simulator_urls(port: int) -> tuple[str, str]:
-    """TradingView's websocket and search URLs for a simulator on ``port``."""
-    return f"ws://127.0.0.1:{port}/socket.io/websocket", f"http://127.0.0.1:{port}/symbol_search/v3/"
+def services_settings(mongo_url: str, redis_url: str, simulator_port: int) -> Settings:
+    """Settings for embedded services and a simulator process on ``simulator_port``."""
+    return Settings(
+        _env_file=None,
+        mongodb_url=mongo_url,
+        redis_url=redis_url,
+        tradingview_websocket_url=f"ws://127.0.0.1:{simulator_port}/socket.io/websocket",
+        tradingview_search_url=f"http://127.0.0.1:{simulator_port}/symbol_search/v3/",
+    )
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pocketquant.benchmarks.harness import embedded_services, helper_process, simulator_urls
+from pocketquant.benchmarks.harness import embedded_services, helper_process, services_settings
 from pocketquant.domain import SymbolKey
 from pocketquant.domain.aggregator import BarAggregator
 from pocketquant.simulator.market import Instrument, SimulatedMarket
@@ -72,7 +72,6 @@ async def run_stream_bench(symbols: int = 500, seconds: float = 10.0) -> StreamR
     from pocketquant.realtime import watchlist
     from pocketquant.realtime.stream import StreamService
     from pocketquant.resources import open_resources
-    from pocketquant.settings import Settings
 
     keys = [i.key for i in instruments(symbols)]
     port = free_port()
@@ -80,15 +79,8 @@ async def run_stream_bench(symbols: int = 500, seconds: float = 10.0) -> StreamR
         helper_process("pocketquant.benchmarks.stream", "firehose", str(port), str(symbols)),
         embedded_services() as (mongo_url, redis_url),
     ):
-        websocket_url, search_url = simulator_urls(port)
-        settings = Settings(
-            _env_file=None,
-            mongodb_url=mongo_url,
-            redis_url=redis_url,
-            tradingview_websocket_url=websocket_url,
-            tradingview_search_url=search_url,
-            max_watched_symbols=max(symbols, 500),
-            watchlist_refresh_seconds=0.2,
+        settings = services_settings(mongo_url, redis_url, port).model_copy(
+            update={"max_watched_symbols": max(symbols, 500), "watchlist_refresh_seconds": 0.2}
         )
         async with open_resources(settings) as resources:
             await watchlist.watch(keys, settings.max_watched_symbols)

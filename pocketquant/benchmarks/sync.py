@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pocketquant.benchmarks.harness import Engine, embedded_services, helper_process, simulator_urls
+from pocketquant.benchmarks.harness import Engine, embedded_services, helper_process, services_settings
 from pocketquant.domain import PROVIDER_MAX_BARS, Interval, SeriesKey
 from pocketquant.simulator.market import Instrument, SimulatedMarket
 
@@ -44,7 +44,6 @@ async def run_sync_bench(symbols: int = 100, engine: Engine = Engine.sqlite) -> 
     from pocketquant.infra.embedded import free_port
     from pocketquant.infra.tasks import cancel_and_wait
     from pocketquant.resources import open_resources
-    from pocketquant.settings import Settings
     from pocketquant.worker import build_worker, stop_worker
 
     series = [SeriesKey(i.exchange, i.symbol, Interval.MINUTE_1) for i in _instruments(symbols)]
@@ -53,14 +52,7 @@ async def run_sync_bench(symbols: int = 100, engine: Engine = Engine.sqlite) -> 
         helper_process("pocketquant.benchmarks.sync", "simulator", str(port), str(symbols)),
         embedded_services(engine) as (mongo_url, redis_url),
     ):
-        websocket_url, search_url = simulator_urls(port)
-        settings = Settings(
-            _env_file=None,
-            mongodb_url=mongo_url,
-            redis_url=redis_url,
-            tradingview_websocket_url=websocket_url,
-            tradingview_search_url=search_url,
-        )
+        settings = services_settings(mongo_url, redis_url, port)
         async with open_resources(settings) as resources:
             started = time.perf_counter()
             await asyncio.gather(*(resources.provider.fetch(s, PROVIDER_MAX_BARS) for s in series[:10]))

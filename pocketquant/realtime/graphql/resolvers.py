@@ -78,20 +78,20 @@ class RealtimeQuery:
         alive = time.time() - s["reported_at_epoch"] <= max(1.5, 2.5 * period)
         return StreamStatus(
             running=alive,
-            connected=alive and bool(s["connected"]),
+            connected=alive and s["connected"],
             instance=s["instance"],
             watched_symbols=list(s["watched"]),
             receiving_symbols=list(s.get("receiving", [])) if alive else [],
-            ticks_per_second=float(s["ticks_per_second"]),
+            ticks_per_second=s["ticks_per_second"],
             last_tick_age_seconds=max(0.0, time.time() - last_tick) if last_tick is not None else None,
-            reconnects=int(s["reconnects"]),
+            reconnects=s["reconnects"],
             last_error=s["last_error"],
-            late_ticks=int(s["late_ticks"]),
-            outside_session_ticks=int(s.get("outside_session_ticks", 0)),
+            late_ticks=s["late_ticks"],
+            outside_session_ticks=s.get("outside_session_ticks", 0),
             symbol_errors=[SymbolError(ticker=t, message=m) for t, m in sorted(s["symbol_errors"].items())],
-            bars_closed=int(s["bars_closed"]),
-            bars_persisted=int(s["bars_persisted"]),
-            persist_backlog=int(s["persist_backlog"]),
+            bars_closed=s["bars_closed"],
+            bars_persisted=s["bars_persisted"],
+            persist_backlog=s["persist_backlog"],
             reported_at=datetime.fromisoformat(s["updated_at"]),
         )
 
