@@ -265,3 +265,24 @@ async def test_large_reads_wait_for_a_turn_instead_of_failing(
     async with serve(create_app(one_at_a_time, resources)) as url, httpx.AsyncClient(base_url=url) as http:
         responses = await asyncio.gather(*(http.post("/graphql", json={"query": query}) for _ in range(20)))
     assert [r.json() for r in responses] == [{"data": {"bars": {"count": 0, "columns": {"t": [], "c": []}}}}] * 20
+
+
+async def test_documents_over_the_token_and_depth_limits_are_refused_every_time(
+    settings: Settings, resources: Resources, admin_key: str
+) -> None:
+    """The limits hold for a document the server has seen before (cached parses and
+    validations must not let a refused document through the second time)."""
+    shallow = settings.model_copy(update={"max_query_depth": 2, "max_query_tokens": 50})
+    deep = "{ trackedSymbols { items { syncStatus { symbol } } } }"
+    long = "{ " + " ".join("__typename" for _ in range(60)) + " }"
+    async with (
+        serve(create_app(shallow, resources)) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}) as http,
+    ):
+        gql = GraphQLClient(http)
+        for _ in range(2):
+            errors = await gql.errors(deep)
+            assert "exceeds maximum operation depth of 2" in errors[0]["message"]
+            errors = await gql.errors(long)
+            assert "more than 50 tokens" in errors[0]["message"]
+            assert (await gql.data("{ trackedSymbols { items { ticker } } }"))["trackedSymbols"]["items"] == []
