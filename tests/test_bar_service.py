@@ -63,3 +63,130 @@ async def test_a_page_kept_in_one_process_is_dropped_by_a_write_in_another(resou
     # so nothing A kept can pass for current.
     await resources.redis.delete(f"pocketquant:bars:gen:{SERIES}")
     assert (await api_a.get(SERIES, query))[1] is None
+
+
+async def _following(cache: BarCache, state: bool = True) -> None:
+    for _ in range(200):
+        if cache.following is state:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"cache.following never became {state}")
+
+
+async def test_a_following_process_serves_hits_without_redis_and_sees_other_processes_writes(
+    resources: Resources,
+) -> None:
+    query = PageQuery(None, None, 3, False)
+    other = Redis.from_url(resources.settings.required_redis_url())  # the writer's own connection
+    api = BarCache(resources.redis, 3600)
+    reader, writer = BarService(resources.store, api), BarService(resources.store, BarCache(other, 3600))
+    try:
+        async with api.watching():
+            await _following(api)
+            await writer.write(SERIES, make_bars(3))
+            first = (await reader.page(SERIES, query)).decode()
+            reads = api.stats["generation_reads"]
+            for _ in range(20):
+                assert (await reader.page(SERIES, query)).decode() == first
+            assert api.stats["generation_reads"] == reads  # hits asked Redis nothing
+
+            await writer.write(SERIES, make_bars(3, seed=9))  # another process stores new values
+            for _ in range(100):  # its message arrives within milliseconds
+                if (await reader.page(SERIES, query)).decode() != first:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the other process's write was never seen")
+            newer = (await reader.page(SERIES, query)).decode()
+            await reader.write(SERIES, make_bars(3, seed=4))  # this process's own write...
+            assert (await reader.page(SERIES, query)).decode() != newer  # ...is seen at once
+        assert not api.following
+    finally:
+        await other.aclose()
+
+
+async def test_generations_are_not_trusted_while_the_subscription_is_down(resources: Resources) -> None:
+    query = PageQuery(None, None, 3, False)
+    api = BarCache(resources.redis, 3600)
+    service = BarService(resources.store, api)
+    async with api.watching():
+        await _following(api)
+        await service.write(SERIES, make_bars(3))
+        first = (await service.page(SERIES, query)).decode()
+        await resources.redis.client_kill_filter(_type="pubsub")  # messages from now on are lost...
+        await _following(api, False)
+        # ...so a write announced while the subscription is down (here: a generation
+        # set without a message) is found by asking Redis.
+        await resources.redis.set(f"pocketquant:bars:gen:{SERIES}", "set-while-down")
+        reads = api.stats["generation_reads"]
+        await service.page(SERIES, query)
+        assert api.stats["generation_reads"] == reads + 1
+        await _following(api)  # subscribed again
+        assert (await service.page(SERIES, query)).decode() == first  # same bars, re-read once
+
+
+async def test_a_generation_is_trusted_for_a_bounded_time(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost message (here: a generation changed without one) is noticed within
+    GENERATION_TRUST seconds."""
+    from pocketquant.history import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "GENERATION_TRUST", 0.3)
+    query = PageQuery(None, None, 3, False)
+    api = BarCache(resources.redis, 3600)
+    service = BarService(resources.store, api)
+    async with api.watching():
+        await _following(api)
+        await service.write(SERIES, make_bars(3))
+        await service.page(SERIES, query)
+        key, _ = await api.get(SERIES, query)
+        await resources.redis.set(f"pocketquant:bars:gen:{SERIES}", "changed-silently")
+        assert (await api.get(SERIES, query))[0] == key  # within the bound: still trusted
+        await asyncio.sleep(0.35)
+        assert "changed-silently" in (await api.get(SERIES, query))[0]
+
+
+class _HeldGets:
+    """A Redis client whose GET answers are held until released (a slow round trip)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self.hold: asyncio.Event | None = None
+        self.held = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._redis, name)
+
+    async def get(self, key: str) -> object:
+        value = await self._redis.get(key)
+        if self.hold is not None:
+            self.held.set()
+            await self.hold.wait()
+        return value
+
+
+async def test_a_generation_read_while_it_changed_is_not_kept(
+    resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pocketquant.history import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "GENERATION_TRUST", 0.5)
+    query = PageQuery(None, None, 3, False)
+    held = _HeldGets(resources.redis)
+    api = BarCache(held, 3600)  # type: ignore[arg-type]
+    reader, writer = BarService(resources.store, api), BarService(resources.store, BarCache(resources.redis, 3600))
+    async with api.watching():
+        await _following(api)
+        await writer.write(SERIES, make_bars(3))
+        old = (await reader.page(SERIES, query)).decode()  # cached under the first generation
+        await asyncio.sleep(0.55)  # no longer trusted: the next read asks Redis
+        held.hold = asyncio.Event()
+        reading = asyncio.create_task(reader.page(SERIES, query))
+        await held.held.wait()  # the reader has the first generation in hand...
+        await writer.write(SERIES, make_bars(3, seed=9))  # ...when another process writes
+        await asyncio.sleep(0.1)  # and its message arrives
+        held.hold.set()
+        assert (await reading).decode() == old  # read as of before the write: fine
+        held.hold = None
+        assert (await reader.page(SERIES, query)).decode().c == make_bars(3, seed=9).c  # not kept

@@ -163,6 +163,8 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         async with contextlib.AsyncExitStack() as stack:
             opened = resources if resources is not None else await stack.enter_async_context(open_resources(settings))
+            # Cached bar pages served without a Redis round trip while generations are followed.
+            await stack.enter_async_context(opened.cache.watching())
             hub = LiveHub(opened.redis)
             stack.push_async_callback(hub.close)
             fanout = FanoutRegistry(schema)
