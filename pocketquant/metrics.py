@@ -98,6 +98,17 @@ class _LiveCollector(Collector):
             value=live["dropped"],
         )
         yield _counter("pocketquant_bar_cache_reads", "Bar page reads, by the cache's answer.", "result", live["cache"])
+        generations = live["generations"]
+        yield GaugeMetricFamily(
+            "pocketquant_bar_cache_generations_followed",
+            "1 while this process follows generation changes (cached pages served without asking Redis).",
+            value=1 if generations["followed"] else 0,
+        )
+        yield CounterMetricFamily(
+            "pocketquant_bar_cache_generation_reads",
+            "Series generations read from Redis (each read of a page does one when not following).",
+            value=generations["generation_reads"],
+        )
         yield GaugeMetricFamily(
             "pocketquant_event_loop_max_stall_seconds",
             "Longest event loop stall in the last minute.",

@@ -105,6 +105,20 @@ async def test_a_following_process_serves_hits_without_redis_and_sees_other_proc
         await other.aclose()
 
 
+async def test_overlapping_watches_share_one_subscription(resources: Resources) -> None:
+    """Two apps on the same resources (tests, `pocketquant dev`): the first one to stop
+    does not stop the other's."""
+    api = BarCache(resources.redis, 3600)
+    first = api.watching()
+    await first.__aenter__()
+    async with api.watching():
+        await _following(api)
+        await first.__aexit__(None, None, None)
+        await asyncio.sleep(0.05)
+        assert api.following
+    assert not api.following
+
+
 async def test_generations_are_not_trusted_while_the_subscription_is_down(resources: Resources) -> None:
     query = PageQuery(None, None, 3, False)
     api = BarCache(resources.redis, 3600)

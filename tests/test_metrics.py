@@ -60,6 +60,8 @@ async def test_metrics_after_requests_a_sync_and_a_stream(
     assert value("pocketquant_graphql_errors_total", code="BAD_USER_INPUT") == 1
     assert value("pocketquant_bar_cache_reads_total", result="miss") >= 1
     assert value("pocketquant_bar_cache_reads_total", result="hit") >= 2
+    assert value("pocketquant_bar_cache_generations_followed") == 1
+    assert ("pocketquant_bar_cache_generation_reads_total", ()) in m
     assert value("pocketquant_sync_jobs_total", outcome="ok") == 1
     assert value("pocketquant_sync_job_seconds_count") == 1
     assert value("pocketquant_sync_job_seconds_bucket", le="+Inf") == 1

@@ -187,6 +187,7 @@ def create_app(settings: Settings, resources: Resources | None = None, *, open_a
                     "dropped": hub.dropped_updates + sum(m.queue.dropped for m in fanout.members),
                     "written": dict(fanout.writes),
                     "cache": dict(opened.bars.stats),
+                    "generations": {"followed": opened.cache.following, **opened.cache.stats},
                     "stall": loop_watch.recent_max(),
                 }
             )

@@ -119,6 +119,8 @@ class BarCache:
         self._watching = False
         self._known: dict[str, tuple[str, float]] = {}
         self._changes = 0  # generation messages and subscription changes seen
+        self._watchers = 0  # open watching() blocks (apps sharing these resources)
+        self._watch_task: asyncio.Task[None] | None = None
         self.stats = {"generation_reads": 0}
 
     @property
@@ -207,13 +209,20 @@ class BarCache:
 
     @contextlib.asynccontextmanager
     async def watching(self) -> AsyncIterator[None]:
-        """Follow generation changes for the block's duration (see the module's notes)."""
-        task = asyncio.create_task(self._watch(), name="bar-cache-generations")
+        """Follow generation changes for the block's duration (see the module's notes).
+        Blocks may nest or overlap (two apps on the same resources): one subscription
+        serves them, until the last one ends."""
+        self._watchers += 1
+        if self._watch_task is None:
+            self._watch_task = asyncio.create_task(self._watch(), name="bar-cache-generations")
         try:
             yield
         finally:
-            await cancel_and_wait(task)
-            self._trust(False)
+            self._watchers -= 1
+            if self._watchers == 0 and self._watch_task is not None:
+                task, self._watch_task = self._watch_task, None
+                await cancel_and_wait(task)
+                self._trust(False)
 
     async def _watch(self) -> None:
         attempt = 0
