@@ -2,6 +2,8 @@
 outlive a write, even when dropping them failed the first time."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -119,13 +121,20 @@ async def test_overlapping_watches_share_one_subscription(resources: Resources) 
     assert not api.following
 
 
-async def test_generations_are_not_trusted_while_the_subscription_is_down(resources: Resources) -> None:
-    query = PageQuery(None, None, 3, False)
+@contextlib.asynccontextmanager
+async def _followed(resources: Resources) -> AsyncIterator[tuple[BarCache, BarService]]:
+    """A cache following generations and a service on it, with three bars written."""
     api = BarCache(resources.redis, 3600)
     service = BarService(resources.store, api)
     async with api.watching():
         await _following(api)
         await service.write(SERIES, make_bars(3))
+        yield api, service
+
+
+async def test_generations_are_not_trusted_while_the_subscription_is_down(resources: Resources) -> None:
+    query = PageQuery(None, None, 3, False)
+    async with _followed(resources) as (api, service):
         first = (await service.page(SERIES, query)).decode()
         await resources.redis.client_kill_filter(_type="pubsub")  # messages from now on are lost...
         await _following(api, False)
@@ -148,11 +157,7 @@ async def test_a_generation_is_trusted_for_a_bounded_time(
 
     monkeypatch.setattr(cache_module, "GENERATION_TRUST", 0.3)
     query = PageQuery(None, None, 3, False)
-    api = BarCache(resources.redis, 3600)
-    service = BarService(resources.store, api)
-    async with api.watching():
-        await _following(api)
-        await service.write(SERIES, make_bars(3))
+    async with _followed(resources) as (api, service):
         await service.page(SERIES, query)
         key, _ = await api.get(SERIES, query)
         await resources.redis.set(f"pocketquant:bars:gen:{SERIES}", "changed-silently")
