@@ -43,7 +43,7 @@ def test_texts_that_do_not_parse_are_refused_and_not_kept() -> None:
 
 
 def test_the_cache_is_bounded_by_entries_and_by_characters() -> None:
-    cache = DocumentCache([], max_tokens=100, max_entries=3, max_chars=200)
+    cache = DocumentCache([], max_tokens=100, max_entries=3, max_chars=200, max_text_chars=200)
     texts = [f"{{ a{i}: __typename }}" for i in range(5)]
     for text in texts:
         cache.parse(text)
@@ -57,6 +57,10 @@ def test_the_cache_is_bounded_by_entries_and_by_characters() -> None:
     too_long = "{ " + "__typename " * 19 + "}"  # over 200: parsed, not kept
     assert cache.parse(too_long) is not cache.parse(too_long)
     assert len(cache) == 2
+    small = DocumentCache([], max_tokens=100, max_text_chars=100)  # a long text is not kept...
+    small.parse(texts[0])
+    assert small.parse(long) is not small.parse(long)
+    assert small.parse(texts[0]) is small.parse(texts[0])  # ...and pushes nothing out
 
 
 def test_a_different_document_for_the_same_text_is_validated_again() -> None:

@@ -8,8 +8,9 @@ lookup. Here one extension does all four, keyed by the query text: a hit is one 
 lookup in each phase.
 
 The cache is bounded by entries and by the characters of the texts it keeps (a
-document may be long: tokens are limited, string literals only after parsing). Texts
-that fail to parse are not kept. Validation results depend only on the text, the
+document may be long: tokens are limited, string literals only after parsing); a text
+longer than ``max_text_chars`` is parsed each time, so a few huge documents cannot push
+out every other. Texts that fail to parse are not kept. Validation results depend only on the text, the
 schema and the rules, all fixed for a schema: they are kept with the document.
 """
 
@@ -37,12 +38,13 @@ class DocumentCache:
 
     def __init__(
         self, rules: Sequence[type[ASTValidationRule]], max_tokens: int, max_entries: int = 1_024,
-        max_chars: int = 8 * 2**20,
+        max_chars: int = 4 * 2**20, max_text_chars: int = 64 * 2**10,
     ) -> None:  # fmt: skip
         self._rules = tuple(rules)
         self._max_tokens = max_tokens
         self._max_entries = max_entries
         self._max_chars = max_chars
+        self._max_text_chars = min(max_text_chars, max_chars)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._chars = 0
 
@@ -57,7 +59,7 @@ class DocumentCache:
             self._entries.move_to_end(query)
             return entry.document
         document = parse(query, max_tokens=self._max_tokens)
-        if len(query) <= self._max_chars:
+        if len(query) <= self._max_text_chars:
             self._entries[query] = _Entry(document)
             self._chars += len(query)
             while len(self._entries) > self._max_entries or self._chars > self._max_chars:

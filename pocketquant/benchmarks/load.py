@@ -20,11 +20,14 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pocketquant.domain import BarColumns, Interval, SeriesKey
 from pocketquant.simulator.market import Instrument, SimulatedMarket, forget_splits
+
+if TYPE_CHECKING:
+    from pocketquant.resources import Resources
 
 WARM_UP = 1.0
 
@@ -101,7 +104,7 @@ async def run_bar_load(
     )
 
 
-async def _store_series(resources: Any, symbols: int, bars: int) -> None:
+async def _store_series(resources: Resources, symbols: int, bars: int) -> None:
     """The series the clients read. The tape that made them is dropped afterwards: it is
     the simulator's (~100,000 objects), not the API's, and kept it made every full pass
     of the garbage collector walk it during the measurement (gen-2 passes of ~40 ms,
