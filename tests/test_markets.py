@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from arq.worker import Worker
 
-from pocketquant.domain import Bar, Interval, SymbolKey
+from pocketquant.domain import Bar, BarColumns, Interval, SeriesKey, SymbolKey
+from pocketquant.resources import Resources
 from pocketquant.simulator import TradingViewSimulator
 from tests.utils.clock import ManualClock
 from tests.utils.graphql import GraphQLClient
@@ -271,4 +272,28 @@ async def test_pre_and_post_market_trades_are_quoted_but_go_into_no_bar(
     assert instrument is not None
     assert stored == simulator.market.bars_between(
         instrument, Interval.MINUTE_1, begin, stored[-1].time + 1, int(sim_clock.now)
+    )
+
+
+async def test_a_resampled_page_is_cached_under_its_source_until_the_source_changes(
+    gql: GraphQLClient, worker: Worker, resources: Resources
+) -> None:
+    key = SymbolKey("NASDAQ", "AAPL")
+    sync = 'mutation { syncSymbol(input: {exchange: "NASDAQ", symbol: "AAPL", interval: HOUR_1, bars: 300}) { ... on SyncEnqueued { jobId } } }'
+    assert (await gql.wait_for_job((await gql.data(sync))["syncSymbol"]["jobId"]))["result"]["ok"]
+    first = await _resampled(gql, key, Interval.HOUR_4, first=1, order="NEWEST_FIRST")
+    hits = resources.bars.stats["hit"]
+    assert await _resampled(gql, key, Interval.HOUR_4, first=1, order="NEWEST_FIRST") == first
+    assert resources.bars.stats["hit"] == hits + 2  # the 4h series (none stored), then the page made from 1h
+
+    source = SeriesKey("NASDAQ", "AAPL", Interval.HOUR_1)
+    last = (await resources.store.read_page(source, start=None, end=None, limit=1, newest_first=True)).bars.bar(0)
+    corrected = Bar(last.time, last.open, last.high + 1.0, last.low, last.high + 1.0, last.volume)
+    await resources.bars.write(source, BarColumns.from_bars([corrected]))  # a correction of the newest hour
+    newest = (await _resampled(gql, key, Interval.HOUR_4, first=1, order="NEWEST_FIRST"))["bars"][0]
+    assert newest.time == first["bars"][0].time
+    assert (
+        (newest.close, newest.high)
+        == (corrected.close, corrected.high)
+        != (first["bars"][0].close, first["bars"][0].high)
     )

@@ -167,3 +167,16 @@ def test_gaps_are_runs_of_expected_bars_not_stored() -> None:
         Gap(1, 1, 1),
         Gap(3, 8, 6),
     ]  # stored bars off the calendar are ignored
+
+
+def test_a_calendars_fingerprint_changes_with_its_sessions() -> None:
+    nyse = Calendar.parse("0930-1600", "America/New_York")
+    assert nyse.fingerprint() == Calendar.parse("0930-1600", "America/New_York").fingerprint()
+    others = [
+        Calendar.parse("0930-1600", "Europe/London"),
+        Calendar.parse("0930-1300", "America/New_York"),
+        Calendar.parse("0930-1600:2345", "America/New_York"),
+        Calendar.parse("0930-1600", "America/New_York", frozenset({date(2026, 11, 26)})),
+        Calendar.parse("24x7", "America/New_York"),
+    ]
+    assert len({nyse.fingerprint(), *(c.fingerprint() for c in others)}) == 1 + len(others)

@@ -17,6 +17,7 @@ Pure code: no I/O, no clock. Times are epoch seconds (UTC).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -44,6 +45,11 @@ class Calendar:
     days: frozenset[int]  # ISO weekdays (1 = Monday) of trading days
     holidays: frozenset[date] = frozenset()
     always: bool = False  # 24x7
+
+    def fingerprint(self) -> str:
+        """A short digest that differs when the sessions differ (a cache key part)."""
+        raw = repr((self.timezone, self.ranges, sorted(self.days), sorted(self.holidays), self.always))
+        return hashlib.blake2s(raw.encode(), digest_size=8).hexdigest()
 
     @classmethod
     def parse(cls, session: str, timezone: str, holidays: frozenset[date] = frozenset()) -> Calendar:

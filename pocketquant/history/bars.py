@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
@@ -55,7 +56,11 @@ class BarService:
             self._stale.discard(series)
         return result
 
-    async def page(self, series: SeriesKey, query: PageQuery) -> EncodedPage:
+    async def page(
+        self, series: SeriesKey, query: PageQuery, load: Callable[[], Awaitable[StoredPage]] | None = None
+    ) -> EncodedPage:
+        """A page of ``series``: cached, or read by ``load`` (default: the stored bars
+        ``query`` asks for) and cached under the series' generation."""
         cache_key: str | None = None
         try:
             cache_key, cached = await self._cache.get(series, query)
@@ -78,9 +83,12 @@ class BarService:
         self._inflight[flight] = future
         self.stats["miss"] += 1
         try:
-            stored = await self._store.read_page(
-                series, start=query.start, end=query.end, limit=query.limit, newest_first=query.newest_first
-            )
+            if load is not None:
+                stored = await load()
+            else:
+                stored = await self._store.read_page(
+                    series, start=query.start, end=query.end, limit=query.limit, newest_first=query.newest_first
+                )
             page = EncodedPage.encode(stored)
             future.set_result(page)
         except asyncio.CancelledError:
@@ -110,8 +118,8 @@ class SeriesReader:
     """Pages of a series as stored, or, for an interval not stored at all, resampled on
     read from the longest stored interval that nests in it (``domain/resample.py``),
     aligned to the symbol's sessions (known once it was synced or streamed; until then
-    nothing is resampled). Resampled pages are not cached: they are read from the source
-    series' chunks each time."""
+    nothing is resampled). A resampled page is cached like a stored one, under its source
+    series (so a write to the source drops it) and the sessions it was aligned to."""
 
     _SOURCE_PAGE = 5_000
 
@@ -128,8 +136,13 @@ class SeriesReader:
             calendar = await _calendar(series)
             for source in sources(series.interval):
                 if calendar is not None and source in stored:
-                    bars, has_more = await self._resampled(series, source, query, calendar)
-                    page = EncodedPage.encode(StoredPage(BarColumns.from_bars(bars), has_more))
+                    made = replace(query, shape=f"{series.interval.value}@{calendar.fingerprint()}")
+
+                    async def load(source: Interval = source, calendar: Calendar = calendar) -> StoredPage:
+                        bars, has_more = await self._resampled(series, source, query, calendar)
+                        return StoredPage(BarColumns.from_bars(bars), has_more)
+
+                    page = await self._bars.page(SeriesKey.of(series.symbol_key, source), made, load)
                     return ServedPage(page, source)
         return ServedPage(page, series.interval)
 

@@ -62,9 +62,14 @@ class PageQuery:
     end: int | None
     limit: int
     newest_first: bool
+    # What the page is made into, if not the series' bars as stored (a resampled page is
+    # cached under its source series: "<interval>@<sessions' fingerprint>").
+    shape: str = ""
 
     def digest(self) -> str:
         raw = f"{self.start}|{self.end}|{self.limit}|{int(self.newest_first)}"
+        if self.shape:
+            raw += f"|{self.shape}"
         return hashlib.blake2s(raw.encode(), digest_size=8).hexdigest()
 
 
