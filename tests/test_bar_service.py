@@ -209,3 +209,15 @@ async def test_a_generation_read_while_it_changed_is_not_kept(
         assert (await reading).decode() == old  # read as of before the write: fine
         held.hold = None
         assert (await reader.page(SERIES, query)).decode().c == make_bars(3, seed=9).c  # not kept
+
+
+async def test_a_malformed_message_on_the_channel_changes_nothing(resources: Resources) -> None:
+    from pocketquant.history.cache import GENERATIONS_CHANNEL
+
+    query = PageQuery(None, None, 3, False)
+    async with _followed(resources) as (api, service):
+        first = (await service.page(SERIES, query)).decode()
+        await resources.redis.publish(GENERATIONS_CHANNEL, b"\xff\xfe not a series")
+        await asyncio.sleep(0.1)
+        assert api.following
+        assert (await service.page(SERIES, query)).decode() == first

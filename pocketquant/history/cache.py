@@ -244,9 +244,12 @@ class BarCache:
                         attempt = 0
                     elif message["type"] == "message":
                         data = message["data"]
-                        self._forget(data.decode() if isinstance(data, bytes) else str(data))
+                        self._forget(data.decode(errors="replace") if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as exc:
                 failure: Exception = exc
+            except Exception as exc:  # a bug of ours: reads stay correct (they ask Redis); retried
+                log.exception("bar cache: following generations failed")
+                failure = exc
             finally:
                 self._trust(False)
                 with contextlib.suppress(RedisError, OSError):
