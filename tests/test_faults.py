@@ -312,7 +312,7 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
 
     from pocketquant.api.app import create_app
     from pocketquant.api.serving import serve
-    from pocketquant.history.documents import SyncStatus
+    from pocketquant.history.documents import StoredSyncState, SyncStatus
 
     series = SeriesKey("NASDAQ", "AAPL", Interval.MINUTE_1)
     log_file = (tmp_path / "second-worker.log").open("w")
@@ -324,8 +324,15 @@ async def test_a_sync_cut_off_by_a_killed_worker_runs_again_promptly(
     try:
         enqueued = await resources.dispatcher.enqueue(series, 3_000)
 
-        async def running() -> bool:  # taken and started: its worker recorded itself as the owner
-            return bool(await resources.redis.exists("pocketquant:worker:job-owner:" + enqueued.job_id))
+        async def running() -> bool:
+            # Taken and started: its worker recorded itself as the owner, and the sync
+            # marked the series running (a kill between the two leaves no status to tell).
+            if not await resources.redis.exists("pocketquant:worker:job-owner:" + enqueued.job_id):
+                return False
+            status = await SyncStatus.find_one(
+                {"exchange": "NASDAQ", "symbol": "AAPL", "interval": "1m", "last_job_id": enqueued.job_id}
+            )
+            return status is not None and status.state is StoredSyncState.RUNNING
 
         await until(running, within=30)
         first.kill()  # kill -9, mid-sync
